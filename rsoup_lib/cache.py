@@ -1,0 +1,134 @@
+"""The run cache: trained policies stored under a key hashed from their whole configuration.
+
+A chapter that needs "the sentiment policy, tiny init, seed 0, 150 steps, beta 0.05, ..." asks
+the cache; if any earlier notebook (or an earlier build) trained exactly that run, it is reused,
+so no regeneration trains the same policy twice.
+
+The key is ``sha256(kind, config, ALGO_VERSIONS[kind])``: every hyperparameter is in ``config``
+and the algorithm's version string is bumped whenever its code changes what it computes, which
+invalidates old entries. Entries are folders written atomically (built under a temporary name,
+renamed when complete), so a killed run never leaves an entry that a later run trusts.
+
+Location: ``$RSOUP_CACHE_DIR`` if set, else ``~/.cache/rsoup``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rsoup_lib.io import atomic_dir, atomic_write_json, canonical_json, config_hash
+
+# Bump the version of a kind when its code changes the result for the same config.
+ALGO_VERSIONS: dict[str, str] = {}
+
+ENTRY_FILE = "cache_entry.json"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RSOUP_CACHE_DIR") or Path.home() / ".cache" / "rsoup")
+
+
+def cache_key(kind: str, config: dict[str, Any]) -> str:
+    version = ALGO_VERSIONS.get(kind, "1")
+    return f"{kind}-{config_hash({'kind': kind, 'version': version, 'config': config})}"
+
+
+@dataclass
+class Entry:
+    key: str
+    path: Path
+    kind: str
+    config: dict[str, Any]
+    created: float
+    seconds: float  # how long the run took when it was made
+    size_bytes: int
+
+
+def lookup(kind: str, config: dict[str, Any], root: Path | None = None) -> Path | None:
+    path = (root or cache_dir()) / cache_key(kind, config)
+    return path if (path / ENTRY_FILE).is_file() else None
+
+
+def cached_run(
+    kind: str,
+    config: dict[str, Any],
+    fn: Callable[[Path], Any],
+    root: Path | None = None,
+) -> Path:
+    """Return the cache folder for ``(kind, config)``, running ``fn(tmp_dir)`` first if needed.
+
+    ``fn`` writes its outputs into the folder it is given; the folder becomes the entry only
+    after ``fn`` returns, with ``cache_entry.json`` (kind, config, seconds) written last.
+    ``config`` must be JSON-serialisable and hold everything that changes the result.
+    """
+    root = root or cache_dir()
+    key = cache_key(kind, config)
+    path = root / key
+    if (path / ENTRY_FILE).is_file():
+        return path
+    # A folder without its entry file is debris from a killed run: never trusted.
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    t0 = time.perf_counter()
+    with atomic_dir(path) as tmp:
+        fn(tmp)
+        atomic_write_json(
+            tmp / ENTRY_FILE,
+            {
+                "key": key,
+                "kind": kind,
+                "version": ALGO_VERSIONS.get(kind, "1"),
+                "config": json.loads(canonical_json(config)),
+                "created": time.time(),
+                "seconds": time.perf_counter() - t0,
+            },
+        )
+    return path
+
+
+def entries(root: Path | None = None) -> list[Entry]:
+    root = root or cache_dir()
+    out = []
+    if not root.is_dir():
+        return out
+    for child in sorted(root.iterdir()):
+        meta_path = child / ENTRY_FILE
+        if not meta_path.is_file():
+            continue
+        meta = json.loads(meta_path.read_text())
+        size = sum(f.stat().st_size for f in child.rglob("*") if f.is_file())
+        out.append(
+            Entry(
+                key=meta["key"],
+                path=child,
+                kind=meta["kind"],
+                config=meta["config"],
+                created=meta["created"],
+                seconds=meta["seconds"],
+                size_bytes=size,
+            )
+        )
+    return out
+
+
+def clear(root: Path | None = None, kind: str | None = None) -> int:
+    """Delete entries (all, or those of one kind) and any debris; returns how many entries went."""
+    root = root or cache_dir()
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for child in list(root.iterdir()):
+        meta_path = child / ENTRY_FILE
+        if kind is not None:
+            if not meta_path.is_file() or json.loads(meta_path.read_text())["kind"] != kind:
+                continue
+        if meta_path.is_file():
+            removed += 1
+        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    return removed

@@ -1,0 +1,1 @@
+"""One module per ``rsoup`` subcommand; see ``rsoup_lib.cli`` for the contract."""

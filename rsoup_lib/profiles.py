@@ -1,0 +1,118 @@
+"""Profiles: the typed parameter sets that papermill injects into every notebook.
+
+A profile answers "how big a run?" once for the whole book:
+
+- ``smoke``  tiny random models built on the fly; seconds per notebook; used by the test suite.
+- ``cpu``    (default) the embedded ``tiny`` review model the project trains and ships; the whole
+             book regenerates in at most 30 minutes on a 2-core machine.
+- ``gpu``    SmolLM2-135M-Instruct (or any Hugging Face causal LM, by overriding ``policy``),
+             LoRA, larger batches and more steps.
+
+Each notebook declares the parameters it reads in its ``parameters`` cell; the book builder
+injects the profile's values for those names, then any ``-p name=value`` overrides. A notebook
+may declare parameters of its own that no profile sets; its cell then holds the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rsoup_lib.errors import UserError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    # The policy every chapter starts from: "tiny-random", "tiny", "smollm2-135m-instruct",
+    # a Hugging Face model id available locally, or a path to a model folder.
+    policy: str = "tiny"
+    device: str = "cpu"  # "cpu", "cuda" or "auto"
+    dtype: str = "float32"
+    lora: bool = False  # LoRA adapters (peft) instead of full fine-tuning
+    lora_rank: int = 16
+    # RL (KL-regularised RLOO, see rsoup_lib.rl)
+    steps: int = 150  # optimiser steps per RL run
+    batch_prompts: int = 8  # prompts per step
+    k: int = 4  # completions per prompt (RLOO needs k >= 2)
+    max_new_tokens: int = 32
+    lr: float = 3e-4
+    beta: float = 0.05  # KL coefficient
+    # Evaluation
+    eval_prompts: int = 128  # held-out prompts, one completion each
+    eval_max_new_tokens: int = 32
+    n_lambdas: int = 11  # points on an interpolation front (0, 0.1, ..., 1)
+    seed: int = 0
+
+    def parameters(self) -> dict[str, Any]:
+        """Every field but the description, as papermill parameters."""
+        params = dataclasses.asdict(self)
+        params.pop("description")
+        params["profile"] = params.pop("name")
+        return params
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in [
+        Profile(
+            name="smoke",
+            description="Tiny random models built on the fly; seconds per notebook (tests).",
+            policy="tiny-random",
+            steps=3,
+            batch_prompts=2,
+            k=2,
+            max_new_tokens=8,
+            lr=1e-3,
+            eval_prompts=8,
+            eval_max_new_tokens=8,
+            n_lambdas=3,
+        ),
+        Profile(
+            name="cpu",
+            description="The embedded tiny review model on a 2-core CPU (default; the book as published).",
+        ),
+        Profile(
+            name="gpu",
+            description="SmolLM2-135M-Instruct with LoRA on a GPU; override `policy` for any HF causal LM.",
+            policy="smollm2-135m-instruct",
+            device="cuda",
+            dtype="bfloat16",
+            lora=True,
+            steps=300,
+            batch_prompts=16,
+            k=4,
+            max_new_tokens=64,
+            lr=1e-4,
+            eval_prompts=256,
+            eval_max_new_tokens=64,
+        ),
+    ]
+}
+
+DEFAULT_PROFILE = "cpu"
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise UserError(
+            f"unknown profile {name!r}; the profiles are: {', '.join(PROFILES)} (see `rsoup profiles`)"
+        ) from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``name=value`` -> (name, value); the value is read as JSON when it parses (numbers,
+    true/false, lists), else kept as a string: ``steps=10``, ``lora=true``, ``policy=gpt2``."""
+    if "=" not in text:
+        raise UserError(f"parameter override {text!r} is not of the form name=value (e.g. steps=10)")
+    name, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.strip(), value
