@@ -30,6 +30,9 @@ class Profile:
     # The policy every chapter starts from: "tiny-random", "tiny", "smollm2-135m-instruct",
     # a Hugging Face model id available locally, or a path to a model folder.
     policy: str = "tiny"
+    # The teacher that wrote the SFT demonstrations, shown beside the policy in chapter 0
+    # ("" to skip it, as the smoke profile does).
+    teacher: str = "smollm2-135m-instruct"
     device: str = "cpu"  # "cpu", "cuda" or "auto"
     dtype: str = "float32"
     lora: bool = False  # LoRA adapters (peft) instead of full fine-tuning
@@ -62,6 +65,7 @@ PROFILES: dict[str, Profile] = {
             name="smoke",
             description="Tiny random models built on the fly; seconds per notebook (tests).",
             policy="tiny-random",
+            teacher="",
             steps=3,
             batch_prompts=2,
             k=2,

@@ -1,0 +1,14 @@
+"""Shared test set-up: no hub downloads, a private cache directory, a deterministic CPU."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own run cache unless it sets RSOUP_CACHE_DIR itself."""
+    monkeypatch.setenv("RSOUP_CACHE_DIR", str(tmp_path_factory.mktemp("rsoup-cache")))
