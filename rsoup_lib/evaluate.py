@@ -1,0 +1,168 @@
+"""Evaluating a policy: rewards with standard errors, KL to the SFT policy, diversity, samples.
+
+``evaluate(policy, rewards, prompts, n, seed)`` samples one completion for each of ``n`` prompts
+(cycling through ``prompts``; ancestral sampling, the same as training) under ``seed``, and
+reports
+
+- every reward's mean and standard error (sample std / sqrt(n)),
+- the KL to the SFT policy, a Monte Carlo estimate over the same completions
+      KL(pi || pi_sft) ~ mean_y sum_t [log pi(y_t | .) - log pi_sft(y_t | .)]
+  with its standard error (methods.md section 1: the x-axis of every KL-reward figure),
+- diversity: distinct-1 and distinct-2 (unique n-grams / all n-grams, over all completions),
+- simple reward-hacking detectors: the repetition rate (share of words in a completion that
+  repeat an earlier word of it), the empty-completion rate, the mean length in words,
+- a table of samples (prompt, completion, each reward).
+
+The result is a dataclass whose ``to_dict()`` is JSON-serialisable. Same policy, prompts, n and
+seed: same numbers (the generator is seeded locally; the global RNG is left as it was).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+_WORD = re.compile(r"[A-Za-z']+")
+
+
+def words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Unique word n-grams / all word n-grams across ``texts`` (0 when there are none)."""
+    grams = [tuple(ws[i : i + n]) for t in texts for ws in [words(t)] for i in range(len(ws) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repetition_rate(text: str) -> float:
+    """Share of the words of ``text`` that repeat an earlier word of it (0 for <2 words)."""
+    ws = words(text)
+    return 1.0 - len(set(ws)) / len(ws) if len(ws) > 1 else 0.0
+
+
+def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+@dataclass
+class EvalResult:
+    n: int
+    seed: int
+    rewards: dict[str, dict[str, float]]  # name -> {"mean", "stderr"}
+    kl_to_sft: float | None
+    kl_to_sft_stderr: float | None
+    distinct_1: float
+    distinct_2: float
+    repetition: float
+    empty_rate: float
+    mean_words: float
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+def _as_policy(policy, device: str, dtype: str):
+    """(model, tokenizer) from a name, a model folder, or an already loaded pair."""
+    if isinstance(policy, tuple):
+        return policy
+    from rsoup_lib.models import load_policy
+
+    model, tokenizer = load_policy(str(policy), device=device, dtype=dtype)
+    return model.eval(), tokenizer
+
+
+def sft_of(policy) -> str | None:
+    """The init a trained policy folder records (``rsoup_policy.json``), if any."""
+    if isinstance(policy, (str, Path)) and (Path(policy) / "rsoup_policy.json").is_file():
+        return json.loads((Path(policy) / "rsoup_policy.json").read_text())["init"]
+    return None
+
+
+@torch.no_grad()
+def evaluate(
+    policy,
+    rewards: Sequence[str] | str,
+    prompts: Sequence[str | dict] | None = None,
+    n: int = 128,
+    seed: int = 1,
+    *,
+    sft=None,
+    max_new_tokens: int = 32,
+    temperature: float = 1.0,
+    batch_size: int = 64,
+    n_samples: int = 8,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> EvalResult:
+    """Evaluate ``policy`` (name, folder or (model, tokenizer)) on ``n`` completions.
+
+    ``rewards``: a list of names or weighted sums, or a string of names "a,b".
+    ``prompts``: default ``load_prompts("test")``. ``sft``: the reference for the KL (name, folder
+    or pair); default: the init recorded in the policy folder; None there too: no KL.
+    """
+    from rsoup_lib.logprobs import completion_logprobs
+    from rsoup_lib.rewards import get_reward
+    from rsoup_lib.rl import sample_completions
+
+    if isinstance(rewards, str):
+        rewards = [r for r in rewards.split(",") if r]
+    reward_fns = [get_reward(r) for r in rewards]
+    if prompts is None:
+        from rsoup_lib.prompts import load_prompts
+
+        prompts = load_prompts("test")
+    instr = [p["prompt"] if isinstance(p, dict) else str(p) for p in prompts]
+    instr = [instr[i % len(instr)] for i in range(n)]
+    sft = sft if sft is not None else sft_of(policy)
+    model, tokenizer = _as_policy(policy, device, dtype)
+    sft_pair = _as_policy(sft, device, dtype) if sft is not None else None
+
+    texts: list[str] = []
+    kls: list[float] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for s in range(0, n, batch_size):
+            batch = instr[s : s + batch_size]
+            sampled = sample_completions(model, tokenizer, batch, max_new_tokens, temperature)
+            texts += sampled.texts
+            if sft_pair is not None:
+                args = (sampled.sequences, sampled.attention_mask, sampled.prompt_len)
+                logp, _ = completion_logprobs(model, *args, hidden_scale=1 / temperature)
+                ref, _ = completion_logprobs(sft_pair[0], *args, hidden_scale=1 / temperature)
+                kls += ((logp - ref) * sampled.mask).sum(-1).tolist()
+
+    scores = {r.name: r(instr, texts) for r in reward_fns}
+    kl, kl_se = mean_stderr(kls) if kls else (None, None)
+    samples = [
+        {"prompt": instr[i], "completion": texts[i], **{name: s[i] for name, s in scores.items()}}
+        for i in range(min(n_samples, n))
+    ]
+    return EvalResult(
+        n=n,
+        seed=seed,
+        rewards={name: dict(zip(("mean", "stderr"), mean_stderr(s))) for name, s in scores.items()},
+        kl_to_sft=kl,
+        kl_to_sft_stderr=kl_se,
+        distinct_1=distinct_n(texts, 1),
+        distinct_2=distinct_n(texts, 2),
+        repetition=sum(map(repetition_rate, texts)) / n,
+        empty_rate=sum(not t.strip() for t in texts) / n,
+        mean_words=sum(len(words(t)) for t in texts) / n,
+        samples=samples,
+    )

@@ -1,0 +1,137 @@
+"""Token log-probabilities without the full [batch, length, vocab] log-softmax.
+
+For a completion token y_t with final hidden state h_t and output projection W (vocab x hidden),
+
+    log pi(y_t | x, y_<t) = h_t . W[y_t]  -  logsumexp_v (h_t . W[v])
+
+The naive way builds logits = h @ W.T for every position ([B, T, V] floats, 1.6 GB for
+SmolLM2's 49,152-token vocabulary at batch 64 x 128 tokens), then a log-softmax of the same
+size, and autograd keeps both for the backward pass.
+
+Here ``ChunkedTokenLogprobs`` walks over the flattened positions in chunks of ``chunk_size``
+rows: per chunk it forms the [chunk, V] logits, keeps only the target logit and the logsumexp
+(two floats per position), and throws the logits away. The backward pass recomputes each
+chunk's logits from (h, W) and uses
+
+    d logp_t / d logits_t = onehot(y_t) - softmax(logits_t)
+
+so peak memory is O(chunk x V) instead of O(B x T x V), at the cost of one extra chunk matmul
+in the backward pass. The entropy of pi(. | x, y_<t) comes out of the same chunks for free
+(``H = lse - sum_v p_v logit_v``) and is returned without gradient (a metric).
+
+Only the torch path exists (CPU and GPU); a fused Triton kernel would slot in behind
+``token_logprobs``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULT_CHUNK = 1024  # positions per chunk: 1024 x 49,152 floats = 200 MB at SmolLM2's vocab
+
+
+class ChunkedTokenLogprobs(torch.autograd.Function):
+    """(hidden [N, H], weight [V, H], targets [N]) -> (logp [N], entropy [N]); see the module."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_size: int):
+        n = hidden.shape[0]
+        logp = hidden.new_empty(n, dtype=torch.float32)
+        entropy = hidden.new_empty(n, dtype=torch.float32)
+        lse_all = hidden.new_empty(n, dtype=torch.float32)
+        for s in range(0, n, chunk_size):
+            e = min(s + chunk_size, n)
+            logits = (hidden[s:e] @ weight.T).float()  # [c, V], the only vocab-sized tensor
+            lse = torch.logsumexp(logits, dim=-1)
+            target_logit = logits.gather(1, targets[s:e, None]).squeeze(1)
+            logp[s:e] = target_logit - lse
+            probs = torch.softmax(logits, dim=-1)
+            entropy[s:e] = lse - (probs * logits).sum(-1)
+            lse_all[s:e] = lse
+        ctx.save_for_backward(hidden, weight, targets, lse_all)
+        ctx.chunk_size = chunk_size
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, grad_entropy):
+        hidden, weight, targets, lse_all = ctx.saved_tensors
+        chunk_size = ctx.chunk_size
+        grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        for s in range(0, hidden.shape[0], chunk_size):
+            e = min(s + chunk_size, hidden.shape[0])
+            logits = (hidden[s:e] @ weight.T).float()
+            # d logp / d logits = onehot(y) - softmax(logits), scaled by the incoming gradient
+            grad_logits = torch.exp(logits - lse_all[s:e, None]).mul_(-grad_logp[s:e, None])
+            grad_logits.scatter_add_(1, targets[s:e, None], grad_logp[s:e, None].float())
+            grad_logits = grad_logits.to(hidden.dtype)
+            if grad_hidden is not None:
+                grad_hidden[s:e] = grad_logits @ weight
+            if grad_weight is not None:
+                grad_weight.addmm_(grad_logits.T.float(), hidden[s:e].float())
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None
+
+
+def token_logprobs(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = DEFAULT_CHUNK
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob of each target and the entropy of each next-token distribution.
+
+    ``hidden`` [..., H] final hidden states (after the last norm), ``weight`` [V, H] the output
+    projection, ``targets`` [...] token ids. Returns two float32 tensors shaped like ``targets``;
+    only the first carries gradient.
+    """
+    shape = targets.shape
+    logp, entropy = ChunkedTokenLogprobs.apply(
+        hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), chunk_size
+    )
+    return logp.view(shape), entropy.view(shape)
+
+
+def naive_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor):
+    """The reference: full logits and full log-softmax ([..., V] each). Tests and benchmarks only."""
+    logprobs = torch.log_softmax((hidden @ weight.T).float(), dim=-1)
+    logp = logprobs.gather(-1, targets[..., None]).squeeze(-1)
+    entropy = -(logprobs.exp() * logprobs).sum(-1)
+    return logp, entropy.detach()
+
+
+def _decoder_and_head(model):
+    """The transformer trunk (returns final normed hidden states) and the output projection of a
+    causal LM, looking through peft wrappers (LoRA layers live inside the trunk, in place)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    if getattr(head, "bias", None) is not None:
+        raise NotImplementedError("output projections with a bias are not supported")
+    return base.get_decoder(), head.weight
+
+
+def completion_logprobs(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_len: int,
+    chunk_size: int = DEFAULT_CHUNK,
+    hidden_scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs and entropies of the completion part of ``input_ids``.
+
+    ``input_ids`` [B, P + C] = left-padded prompts (P tokens) followed by completions (C tokens).
+    Returns ``(logp, entropy)``, each [B, C]: position t scores completion token t given
+    everything before it. One trunk forward; logits only for the C completion positions.
+    ``hidden_scale`` multiplies the hidden states (1 / temperature scales the logits).
+    """
+    decoder, weight = _decoder_and_head(model)
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    hidden = decoder(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+    ).last_hidden_state
+    # hidden[:, t] predicts token t + 1: the completion tokens are predicted from P-1 .. P+C-2.
+    hidden = hidden[:, prompt_len - 1 : -1]
+    if hidden_scale != 1.0:
+        hidden = hidden * hidden_scale
+    targets = input_ids[:, prompt_len:]
+    return token_logprobs(hidden, weight, targets, chunk_size)

@@ -1,0 +1,41 @@
+"""Chunked token log-probs equal the naive log-softmax, values and gradients."""
+
+import pytest
+import torch
+
+from rsoup_lib.logprobs import completion_logprobs, naive_token_logprobs, token_logprobs
+from rsoup_lib.models import tiny_random
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
+def test_chunked_matches_naive_values_and_gradients(chunk):
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(3, 11, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(50, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 50, (3, 11), generator=g)
+    upstream = torch.randn(3, 11, generator=g, dtype=torch.float64)
+
+    logp, ent = token_logprobs(hidden, weight, targets, chunk_size=chunk)
+    ref, ref_ent = naive_token_logprobs(hidden, weight, targets)
+    torch.testing.assert_close(logp, ref.float(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ent, ref_ent.float(), rtol=1e-5, atol=1e-5)
+
+    gh, gw = torch.autograd.grad((logp.double() * upstream).sum(), (hidden, weight))
+    rh, rw = torch.autograd.grad((ref * upstream).sum(), (hidden, weight))
+    torch.testing.assert_close(gh, rh, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gw, rw, rtol=1e-5, atol=1e-6)
+
+
+def test_completion_logprobs_match_model_logits():
+    model, tok = tiny_random(seed=3)
+    enc = tok(["Write a review of a horror movie.\n", "A dull film\n"], return_tensors="pt", padding=True)
+    completion = torch.randint(2, len(tok), (2, 5), generator=torch.Generator().manual_seed(0))
+    ids = torch.cat([enc["input_ids"], completion], 1)
+    mask = torch.cat([enc["attention_mask"], torch.ones_like(completion)], 1)
+    P = enc["input_ids"].shape[1]
+    logp, ent = completion_logprobs(model, ids, mask, P, chunk_size=3)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    ref = torch.log_softmax(logits[:, P - 1 : -1].float(), -1).gather(-1, completion[..., None]).squeeze(-1)
+    torch.testing.assert_close(logp, ref, rtol=1e-5, atol=1e-5)
+    assert (ent > 0).all()
