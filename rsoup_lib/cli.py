@@ -22,6 +22,7 @@ from rsoup_lib.errors import UserError
 COMMANDS: list[tuple[str, str]] = [
     ("book", "book"),
     ("cache", "cache"),
+    ("merge", "merge"),
     ("profiles", "profiles"),
 ]
 
