@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from rsoup_lib.errors import UserError
 from rsoup_lib.io import atomic_dir, atomic_write_json, canonical_json, config_hash
 
 # Bump the version of a kind when its code changes the result for the same config.
@@ -132,3 +133,27 @@ def clear(root: Path | None = None, kind: str | None = None) -> int:
             removed += 1
         shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
     return removed
+
+
+CACHE_REF = "cache:"
+
+
+def ref(path: Path) -> str:
+    """A location-independent name for something inside the cache: ``cache:KEY/sub/path``.
+
+    Configs that point at cached policies (a WARP iteration's init, say) use these names, so
+    their own cache keys are the same wherever the cache lives."""
+    return CACHE_REF + Path(path).resolve().relative_to(cache_dir().resolve()).as_posix()
+
+
+def resolve(name: str) -> str:
+    """``cache:KEY/sub`` -> the path inside the cache folder; any other name is returned as is."""
+    if not name.startswith(CACHE_REF):
+        return name
+    path = cache_dir() / name[len(CACHE_REF) :]
+    if not path.exists():
+        raise UserError(
+            f"{name} is not in the cache at {cache_dir()}: it was cleared or built elsewhere; "
+            "re-run the step that makes it"
+        )
+    return str(path)

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from rsoup_lib import cache
+from rsoup_lib.errors import UserError
 
 
 def _write(value):
@@ -76,3 +77,15 @@ def test_ls_and_clear(tmp_path):
 def test_default_location_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("RSOUP_CACHE_DIR", str(tmp_path / "c"))
     assert cache.cache_dir() == tmp_path / "c"
+
+
+def test_refs_resolve_inside_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("RSOUP_CACHE_DIR", str(tmp_path))
+    path = cache.cached_run("rl", {"seed": 0}, lambda d: (d / "policy").mkdir())
+    name = cache.ref(path / "policy")
+    assert name == f"cache:{path.name}/policy"
+    assert cache.resolve(name) == str(path / "policy")
+    assert cache.resolve("tiny") == "tiny"
+    cache.clear()
+    with pytest.raises(UserError, match="not in the cache"):
+        cache.resolve(name)
