@@ -40,7 +40,9 @@ Run folder written by ``train(config, out_dir)``::
     adapter/            the LoRA adapter (LoRA runs only)
     summary.json        written last: the run is complete
 
-Multi-process: under ``accelerate launch --num_processes P`` each process takes
+Multi-process: under ``accelerate launch --multi_gpu --num_processes P`` (on a CPU-only machine
+this is how to get P processes: torchrun starts them and the trainer runs gloo on CPU;
+``--cpu --num_processes P`` starts a single process unless given an MPI hostfile) each process takes
 ``batch_prompts / P`` prompts of the step's batch and the gradients are summed across processes
 before the optimiser step, so the update is the same as one process computing the whole batch.
 Resume: ``train`` on a folder with a checkpoint continues from it; the data order is a pure
@@ -378,8 +380,8 @@ def train(
     ``prompts``: instructions (or prompt records) to train on; default ``load_prompts(config.
     prompt_split)``. ``reward_fn(prompts, completions)`` replaces ``config.reward`` as the
     training reward (e.g. a learned reward model); ``kl_coef_fn`` sets per-sample betas.
-    ``stop_at_step``: stop after that step (checkpoint written, no final policy): how the tests
-    simulate a killed run.
+    ``stop_at_step``: return right after that step, as if the process had been killed there
+    (no checkpoint beyond the regular ones, no final policy): how the tests simulate a kill.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -466,8 +468,7 @@ def train(
         for m in range(config.grad_accum):
             rows = slice(m * micro * k, (m + 1) * micro * k)
             mask = sampled.mask[rows]
-            logp, entropy = scaled_logprobs(model, sampled, rows, T, config.logprob_chunk)
-            with torch.no_grad():
+            with torch.no_grad():  # before the policy forward: the EMA swap writes into its weights
                 if ema is not None:
                     if config.lora:
                         with _swapped_weights(model, ema):
@@ -481,6 +482,7 @@ def train(
                     with sft_context():
                         anchor_logp, _ = scaled_logprobs(sft_model, sampled, rows, T, config.logprob_chunk)
                     sft_logp = anchor_logp  # anchor == SFT: the KL to SFT is the KL to the anchor
+            logp, entropy = scaled_logprobs(model, sampled, rows, T, config.logprob_chunk)
             seq_logp = (logp * mask).sum(-1)
             kl_anchor = ((logp.detach() - anchor_logp) * mask).sum(-1)
             kl_sft = ((logp.detach() - sft_logp) * mask).sum(-1)
@@ -534,9 +536,7 @@ def train(
         bar.update(1)
         bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl_sft']:.2f}")
         done = step + 1
-        if (config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps) or (
-            stop_at_step is not None and done == stop_at_step
-        ):
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
             rng_states = accelerate_gather_object(_rng_state(), world)
             if main:
                 _save_checkpoint(out_dir, done, trainable, optimizer, ema, rng_states, config)

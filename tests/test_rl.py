@@ -1,0 +1,262 @@
+"""The RLOO trainer: pieces, learning, anchors, LoRA, hooks, exact resume, multi-process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rsoup_lib.errors import UserError
+from rsoup_lib.rl import (
+    RLConfig,
+    batch_indices,
+    completion_mask,
+    ema_anchor_update,
+    policy_dir,
+    read_metrics,
+    rloo_advantages,
+    train,
+)
+
+PROMPTS = [
+    "Write a review of a horror movie.",
+    "Write a short, positive review of a comedy film.",
+    "Review a drama you saw recently.",
+    "Give me a negative review of a western.",
+]
+
+
+def e_rate(prompts, completions):
+    """A reward a random tiny model can learn fast: the share of characters that are 'e'."""
+    return [c.count("e") / max(len(c), 1) for c in completions]
+
+
+def tiny(**kw):
+    base = dict(policy="tiny-random", steps=4, batch_prompts=4, k=2, max_new_tokens=8, lr=3e-3,
+                beta=0.05, checkpoint_every=0)
+    base.update(kw)
+    return RLConfig(**base)
+
+
+def final_weights(run):
+    return load_file(policy_dir(run) / "model.safetensors")
+
+
+# ------------------------------------------------------------------ pure pieces
+def test_rloo_advantages_leave_one_out():
+    r = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]])
+    a = rloo_advantages(r)
+    torch.testing.assert_close(a, torch.tensor([[-1.5, 0.0, 1.5], [-3.0, -3.0, 6.0]]))
+    torch.testing.assert_close(a.sum(-1), torch.zeros(2))
+
+
+def test_ema_anchor_update():
+    ema, cur = {"w": torch.zeros(3)}, {"w": torch.ones(3)}
+    torch.testing.assert_close(ema_anchor_update(ema, cur, 0.25)["w"], torch.full((3,), 0.25))
+    torch.testing.assert_close(ema_anchor_update(ema, cur, 0.0)["w"], ema["w"])
+    torch.testing.assert_close(ema_anchor_update(ema, cur, 1.0)["w"], cur["w"])
+    assert ema["w"].sum() == 0  # pure: inputs untouched
+
+
+def test_completion_mask_keeps_first_eos():
+    ids = torch.tensor([[5, 6, 0, 1, 1], [0, 1, 1, 1, 1], [5, 5, 5, 5, 5]])
+    m = completion_mask(ids, eos_id=0)
+    assert m.tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]]
+
+
+def test_batch_indices_are_seeded_epoch_permutations():
+    n = 10
+    epoch0 = [i for s in range(5) for i in batch_indices(s, 2, n, seed=3)]
+    assert sorted(epoch0) == list(range(n))
+    assert batch_indices(7, 3, n, seed=3) == batch_indices(7, 3, n, seed=3)
+    assert epoch0 != [i for s in range(5) for i in batch_indices(s, 2, n, seed=4)]
+
+
+@pytest.mark.parametrize("bad", [dict(k=1), dict(anchor="ref"), dict(reward="nope"), dict(batch_prompts=3, grad_accum=2)])
+def test_bad_configs_are_user_errors(bad, tmp_path):
+    with pytest.raises(UserError):
+        train(tiny(**bad), tmp_path, prompts=PROMPTS)
+
+
+# ------------------------------------------------------------------ training
+def test_training_raises_the_reward_and_logs_every_step(tmp_path):
+    cfg = tiny(steps=30, batch_prompts=4, k=4, max_new_tokens=12, lr=1e-2, beta=0.0)
+    run = train(cfg, tmp_path / "run", prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == list(range(30))
+    for key in ["reward", "reward/sentiment", "reward/conciseness", "kl_anchor", "kl_sft", "entropy",
+                "grad_norm", "seconds"]:
+        assert all(key in r for r in rows)
+    first = sum(r["reward"] for r in rows[:5]) / 5
+    last = sum(r["reward"] for r in rows[-5:]) / 5
+    assert last > first + 0.05, (first, last)
+    assert rows[-1]["kl_sft"] > 0
+    # a loadable Hugging Face policy, recording its init
+    from rsoup_lib.models import load_policy
+
+    model, tok = load_policy(str(policy_dir(run)))
+    assert json.loads((policy_dir(run) / "rsoup_policy.json").read_text())["init"] == "tiny-random"
+    assert not (run / "checkpoints").exists() and (run / "summary.json").is_file()
+
+
+def test_constant_reward_without_kl_leaves_weights_unchanged(tmp_path):
+    cfg = tiny(steps=2, beta=0.0)
+    run = train(cfg, tmp_path, prompts=PROMPTS, reward_fn=lambda p, c: [1.0] * len(c), progress=False)
+    from rsoup_lib.models import tiny_random
+
+    init = tiny_random(seed=0)[0].state_dict()
+    for name, w in final_weights(run).items():
+        torch.testing.assert_close(w, init[name])
+    assert all(r["grad_norm"] == 0 for r in read_metrics(run))
+
+
+def test_sft_anchor_kl_is_zero_on_the_first_step_and_equals_kl_sft(tmp_path):
+    run = train(tiny(steps=3), tmp_path, prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    rows = read_metrics(run)
+    assert rows[0]["kl_anchor"] == pytest.approx(0, abs=1e-6)
+    assert all(r["kl_anchor"] == r["kl_sft"] for r in rows)
+
+
+def test_ema_anchor_differs_from_sft(tmp_path):
+    run = train(tiny(steps=4, anchor="ema", ema_rate=0.5, lr=1e-2), tmp_path, prompts=PROMPTS,
+                reward_fn=e_rate, progress=False)
+    rows = read_metrics(run)
+    assert rows[0]["kl_anchor"] == pytest.approx(0, abs=1e-6)
+    assert rows[-1]["kl_anchor"] != pytest.approx(rows[-1]["kl_sft"])
+
+
+def test_per_sample_kl_hook(tmp_path):
+    seen = []
+
+    def zero_beta(batch):
+        seen.append((batch.step, len(batch.completions), len(batch.records)))
+        return torch.zeros(len(batch.completions))
+
+    run = train(tiny(steps=3, beta=10.0, lr=1e-2), tmp_path, prompts=PROMPTS, reward_fn=e_rate,
+                kl_coef_fn=zero_beta, progress=False)
+    assert seen == [(s, 8, 8) for s in range(3)]
+    for r in read_metrics(run):  # beta_i = 0: the shaped reward is the reward, whatever the KL
+        assert r["shaped_reward"] == pytest.approx(r["reward"], abs=1e-6)
+    assert read_metrics(run)[-1]["kl_sft"] != 0
+
+
+def test_grad_accumulation_matches_one_big_batch(tmp_path):
+    a = train(tiny(steps=2, grad_accum=1), tmp_path / "a", prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    b = train(tiny(steps=2, grad_accum=2), tmp_path / "b", prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    wa, wb = final_weights(a), final_weights(b)
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5)  # Adam amplifies float-order noise
+
+
+def test_lora_trains_adapters_and_saves_a_merged_policy(tmp_path):
+    cfg = tiny(steps=3, lora=True, lora_rank=4, anchor="ema", ema_rate=0.5, lr=1e-2)
+    run = train(cfg, tmp_path, prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    merged = final_weights(run)
+    assert not any("lora" in n for n in merged)
+    from rsoup_lib.models import tiny_random
+
+    init = tiny_random(seed=0)[0].state_dict()
+    assert any(not torch.equal(merged[n], init[n]) for n in merged)
+    rows = read_metrics(run)
+    assert rows[-1]["kl_anchor"] != pytest.approx(rows[-1]["kl_sft"])
+
+
+# ------------------------------------------------------------------ exact resume
+@pytest.mark.parametrize("variant", [dict(anchor="sft"), dict(anchor="ema", ema_rate=0.3),
+                                     dict(lora=True, lora_rank=4, anchor="ema", ema_rate=0.3)])
+def test_resume_after_kill_gives_the_same_weights(variant, tmp_path):
+    cfg = tiny(steps=6, checkpoint_every=2, lr=1e-2, **variant)
+    full = train(cfg, tmp_path / "full", prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    # "killed" after step 5 (index 4): the last checkpoint is after step 4, and the metrics hold a
+    # line for a step past it that the resumed run must recompute and replace
+    part = train(cfg, tmp_path / "part", prompts=PROMPTS, reward_fn=e_rate, progress=False, stop_at_step=5)
+    assert not (part / "summary.json").exists()
+    assert [p.name for p in (part / "checkpoints").iterdir()] == ["step-000004"]
+    assert len(read_metrics(part)) == 5
+    train(cfg, part, prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    wf, wp = final_weights(full), final_weights(part)
+    for name in wf:
+        torch.testing.assert_close(wp[name], wf[name], rtol=0, atol=1e-6)
+    assert [r["reward"] for r in read_metrics(part)] == [r["reward"] for r in read_metrics(full)]
+
+
+# ------------------------------------------------------------------ real processes (slow)
+TRAIN_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, sys, torch
+    from rsoup_lib.rl import RLConfig, train
+    from accelerate import PartialState
+
+    cfg = RLConfig(**json.loads(sys.argv[2]))
+    prompts = ["Write a review of a horror movie.", "Write a short, positive review of a comedy film.",
+               "Review a drama you saw recently.", "Give me a negative review of a western."]
+    reward = lambda p, c: [x.count("e") / max(len(x), 1) for x in c]
+    out = train(cfg, sys.argv[1], prompts=prompts, reward_fn=reward, progress=False)
+    import rsoup_lib.rl as rl
+    state = PartialState()
+    print("RANK", state.process_index, "OF", state.num_processes, flush=True)
+    """
+)
+
+
+def _run_script(tmp_path, out, cfg, launcher):
+    script = tmp_path / "train_script.py"
+    script.write_text(TRAIN_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    import dataclasses
+
+    cmd = launcher + [str(script), str(out), json.dumps(dataclasses.asdict(cfg))]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_run(tmp_path):
+    cfg = tiny(steps=3, batch_prompts=4, lr=1e-2, checkpoint_every=2)
+    # `accelerate launch --cpu --num_processes 2` starts ONE process unless given an MPI hostfile;
+    # `--multi_gpu` launches through torchrun, and the trainer (device=cpu) then runs gloo on CPU.
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    proc = _run_script(tmp_path, tmp_path / "run", cfg, accelerate)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RANK 0 OF 2" in proc.stdout and "RANK 1 OF 2" in proc.stdout
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    from rsoup_lib.models import tiny_random
+
+    init = tiny_random(seed=0)[0].state_dict()
+    w = final_weights(tmp_path / "run")
+    assert any(not torch.equal(w[n], init[n]) for n in w)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
+    import signal
+    import time
+
+    cfg = tiny(steps=40, batch_prompts=4, k=2, max_new_tokens=16, lr=1e-2, checkpoint_every=5)
+    script = tmp_path / "train_script.py"
+    script.write_text(TRAIN_SCRIPT)
+    import dataclasses
+
+    args = [sys.executable, str(script), str(tmp_path / "killed"), json.dumps(dataclasses.asdict(cfg))]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "killed" / "checkpoints").glob("step-000010")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists(), "the run finished before it could be killed"
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    full = _run_script(tmp_path, tmp_path / "full", cfg, [sys.executable])
+    assert full.returncode == 0, full.stderr[-3000:]
+    wk, wf = final_weights(tmp_path / "killed"), final_weights(tmp_path / "full")
+    for name in wf:
+        torch.testing.assert_close(wk[name], wf[name], rtol=0, atol=1e-6)
+    assert [r["step"] for r in read_metrics(tmp_path / "killed")] == list(range(40))
