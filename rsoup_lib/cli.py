@@ -24,6 +24,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("cache", "cache"),
     ("merge", "merge"),
     ("profiles", "profiles"),
+    ("train", "train"),
+    ("eval", "eval"),
 ]
 
 DESCRIPTION = """\

@@ -81,9 +81,10 @@ def _as_policy(policy, device: str, dtype: str):
     """(model, tokenizer) from a name, a model folder, or an already loaded pair."""
     if isinstance(policy, tuple):
         return policy
+    from rsoup_lib.cache import resolve
     from rsoup_lib.models import load_policy
 
-    model, tokenizer = load_policy(str(policy), device=device, dtype=dtype)
+    model, tokenizer = load_policy(resolve(str(policy)), device=device, dtype=dtype)
     return model.eval(), tokenizer
 
 

@@ -61,13 +61,16 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from rsoup_lib.errors import UserError
 from rsoup_lib.io import atomic_dir, atomic_write_json, atomic_write_text
-from rsoup_lib.logprobs import DEFAULT_CHUNK, completion_logprobs
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions, so that `rsoup --help` (which reads RLConfig's fields
+# to build `rsoup train`'s flags) does not pay for it.
 
 ANCHORS = ("sft", "ema")
 LOSS_AGGREGATIONS = ("sequence", "token_mean")
@@ -77,7 +80,7 @@ LOSS_AGGREGATIONS = ("sequence", "token_mean")
 class RLConfig:
     """Everything that determines an RL run (the run-cache key is ``asdict(config)``)."""
 
-    policy: str = "tiny"  # initial policy: a name load_policy knows or a model folder
+    policy: str = "tiny"  # initial policy: a name load_policy knows, a model folder, or cache:KEY/policy
     reward: str = "sentiment"  # a reward name or a weighted sum "sentiment:0.5,conciseness:0.5"
     steps: int = 150  # optimiser steps
     batch_prompts: int = 8  # prompts per step (across all processes)
@@ -100,7 +103,7 @@ class RLConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
-    logprob_chunk: int = DEFAULT_CHUNK
+    logprob_chunk: int = 1024  # positions per chunk of the log-prob computation (rsoup_lib.logprobs)
 
     def validate(self) -> None:
         from rsoup_lib.rewards import parse_weights
@@ -148,7 +151,7 @@ class Batch:
 
 # A hook returning the KL coefficient of every sample, shape [n]: the group-robust chapter's
 # adaptive KL (beta_i = beta * (c0 + c1 * p(g_high | x_i, y_i))).
-KLCoefFn = Callable[[Batch], torch.Tensor]
+KLCoefFn = Callable[[Batch], "torch.Tensor"]
 
 
 # ----------------------------------------------------------------------------- pure pieces
@@ -162,11 +165,15 @@ def ema_anchor_update(
     ema: dict[str, torch.Tensor], current: dict[str, torch.Tensor], mu: float
 ) -> dict[str, torch.Tensor]:
     """theta_ema <- (1 - mu) theta_ema + mu theta, per tensor; returns new tensors."""
+    import torch
+
     return {name: torch.lerp(ema[name], current[name].detach().to(ema[name].dtype), mu) for name in ema}
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_id: int | None) -> torch.Tensor:
     """1.0 for completion tokens up to and including the first EOS, 0.0 after it."""
+    import torch
+
     if eos_id is None:
         return torch.ones_like(completion_ids, dtype=torch.float32)
     is_eos = (completion_ids == eos_id).long()
@@ -176,6 +183,8 @@ def completion_mask(completion_ids: torch.Tensor, eos_id: int | None) -> torch.T
 def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     """Prompt indices of a step: a stream of seeded permutations of range(n), one per epoch;
     a pure function of (step, seed), which is what makes resuming exact."""
+    import torch
+
     out = []
     start = step * batch_size
     for pos in range(start, start + batch_size):
@@ -205,11 +214,11 @@ class Sampled:
     texts: list[str]  # decoded completions
 
 
-@torch.no_grad()
 def sample_completions(
     model, tokenizer, instructions: Sequence[str], max_new_tokens: int, temperature: float = 1.0
 ) -> Sampled:
     """One sampled completion per instruction (ancestral sampling: no top-k/top-p), KV cache on."""
+    import torch
     from transformers import GenerationConfig
 
     device = next(model.parameters()).device
@@ -225,7 +234,8 @@ def sample_completions(
         bos_token_id=tokenizer.bos_token_id,
         use_cache=True,
     )
-    sequences = model.generate(**enc, generation_config=gen)
+    with torch.no_grad():
+        sequences = model.generate(**enc, generation_config=gen)
     prompt_len = enc["input_ids"].shape[1]
     completion = sequences[:, prompt_len:]
     mask = completion_mask(completion, tokenizer.eos_token_id)
@@ -239,6 +249,8 @@ def sample_completions(
 
 def scaled_logprobs(model, sampled: Sampled, rows, temperature: float, chunk: int):
     """Completion log-probs of ``rows`` of a sampled batch (temperature-scaled like sampling)."""
+    from rsoup_lib.logprobs import completion_logprobs
+
     hidden_scale = 1.0 / temperature
     logp, entropy = completion_logprobs(
         model, sampled.sequences[rows], sampled.attention_mask[rows], sampled.prompt_len, chunk,
@@ -249,10 +261,13 @@ def scaled_logprobs(model, sampled: Sampled, rows, temperature: float, chunk: in
 
 # ----------------------------------------------------------------------------- model setup
 def _load_policy(config: RLConfig, device):
+    import torch
+
+    from rsoup_lib.cache import resolve
     from rsoup_lib.models import load_policy
 
     torch.manual_seed(config.seed)
-    model, tokenizer = load_policy(config.policy, device=str(device), dtype=config.dtype, seed=config.seed)
+    model, tokenizer = load_policy(resolve(config.policy), device=str(device), dtype=config.dtype, seed=config.seed)
     if config.lora:
         import peft
 
@@ -268,6 +283,8 @@ def _load_policy(config: RLConfig, device):
 @contextlib.contextmanager
 def _swapped_weights(model, state: dict[str, torch.Tensor]):
     """Temporarily load ``state`` (a subset of named parameters) into ``model``."""
+    import torch
+
     params = dict(model.named_parameters())
     saved = {n: params[n].detach().clone() for n in state}
     with torch.no_grad():
@@ -283,6 +300,7 @@ def _swapped_weights(model, state: dict[str, torch.Tensor]):
 
 def _all_reduce_grads(params: list[torch.Tensor]) -> None:
     """Sum gradients over processes (what DDP does), as one flat buffer."""
+    import torch
     import torch.distributed as dist
 
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
@@ -311,6 +329,8 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def _rng_state() -> dict[str, Any]:
+    import torch
+
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -318,12 +338,16 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _save_checkpoint(out_dir: Path, step: int, trainable, optimizer, ema, rng_states, config) -> None:
+    import torch
+
     from safetensors.torch import save_file
 
     root = Path(out_dir) / "checkpoints"
@@ -340,6 +364,8 @@ def _save_checkpoint(out_dir: Path, step: int, trainable, optimizer, ema, rng_st
 
 
 def _load_checkpoint(ckpt: Path, trainable, optimizer, ema, rank: int, world: int) -> int:
+    import torch
+
     from safetensors.torch import load_file
 
     state = json.loads((ckpt / "state.json").read_text())
@@ -383,6 +409,8 @@ def train(
     ``stop_at_step``: return right after that step, as if the process had been killed there
     (no checkpoint beyond the regular ones, no final policy): how the tests simulate a kill.
     """
+    import torch
+
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 

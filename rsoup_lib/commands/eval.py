@@ -1,0 +1,53 @@
+"""``rsoup eval``: rewards, KL to SFT and diversity of a policy (rsoup_lib.evaluate)."""
+
+from __future__ import annotations
+
+HELP = "evaluate a policy: mean and standard error of rewards, KL to the SFT policy, diversity"
+DESCRIPTION = """\
+Sample one completion for each of N held-out prompts (the test split) under a seed and score it.
+The KL to the SFT policy is a Monte Carlo estimate over the same completions; the SFT policy is
+--sft, else the init recorded in the policy folder by `rsoup train`, else none.
+
+examples:
+  rsoup eval --policy tiny --rewards sentiment,conciseness --n 128 --seed 1 --json
+  rsoup eval --policy runs/sentiment/policy --rewards sentiment --n 128 --seed 1 --json
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--policy", required=True, help="tiny, smollm2-135m-instruct, tiny-random or a model folder")
+    p.add_argument("--rewards", default="sentiment", help="comma-separated reward names (default sentiment)")
+    p.add_argument("--n", type=int, default=128, help="completions, one per prompt (default 128)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sft", default=None, help="the reference policy of the KL (default: the recorded init)")
+    p.add_argument("--split", default="test", help="prompt split (default test)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--samples", type=int, default=0, help="include this many sample completions")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args) -> int:
+    import json
+
+    from rsoup_lib.errors import UserError
+    from rsoup_lib.evaluate import evaluate
+    from rsoup_lib.prompts import load_prompts
+
+    if args.n < 1:
+        raise UserError("--n must be at least 1")
+    result = evaluate(
+        args.policy, args.rewards, load_prompts(args.split), n=args.n, seed=args.seed, sft=args.sft,
+        max_new_tokens=args.max_new_tokens, device=args.device, dtype=args.dtype, n_samples=args.samples,
+    )
+    d = result.to_dict()
+    if args.json:
+        print(json.dumps(d))
+    else:
+        for name, r in d["rewards"].items():
+            print(f"{name:12s} {r['mean']:+.4f} +- {r['stderr']:.4f}")
+        if d["kl_to_sft"] is not None:
+            print(f"{'kl_to_sft':12s} {d['kl_to_sft']:.4f} +- {d['kl_to_sft_stderr']:.4f}")
+        print(f"{'distinct-2':12s} {d['distinct_2']:.3f}   n={d['n']}")
+    return 0

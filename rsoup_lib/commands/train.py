@@ -1,0 +1,50 @@
+"""``rsoup train``: one KL-regularised RLOO run (rsoup_lib.rl) from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+HELP = "train a policy with KL-regularised RLOO on a reward (or a weighted sum of rewards)"
+DESCRIPTION = """\
+Train a policy with RLOO (k completions per prompt, leave-one-out baseline) on a reward, with a
+KL penalty towards an anchor (the frozen SFT policy, or an EMA of the policy as in WARP).
+Writes OUT/policy (a Hugging Face model folder), OUT/metrics.jsonl (one line per step),
+OUT/config.json and OUT/summary.json. Re-running on an OUT with a checkpoint resumes it.
+
+rewards: sentiment, readability, conciseness, specificity, or a weighted sum such as
+"sentiment:0.5,conciseness:0.5".
+
+examples:
+  rsoup train --policy tiny --reward sentiment --steps 150 --seed 0 --out runs/sentiment
+  rsoup train --policy tiny --reward sentiment:0.5,conciseness:0.5 --anchor ema --out runs/mix
+  rsoup train --policy smollm2-135m-instruct --lora --device cuda --dtype bfloat16 --out runs/s
+  accelerate launch --multi_gpu --num_processes 2 -m rsoup_lib.cli train ...   (2 CPU processes)
+"""
+
+
+def add_arguments(p) -> None:
+    from rsoup_lib.rl import RLConfig
+
+    p.add_argument("--out", required=True, help="output folder (resumed if it holds a checkpoint)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for f in dataclasses.fields(RLConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, dest=f.name, action="store_true", default=f.default,
+                           help=f"(default {f.default})")
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(flag, dest=f.name, type=kind, default=f.default, help=f"(default {f.default})")
+
+
+def run(args) -> int:
+    import json
+
+    from rsoup_lib.rl import RLConfig, policy_dir, train
+
+    config = RLConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLConfig)})
+    out = train(config, args.out, progress=not args.no_progress)
+    summary = out / "summary.json"
+    if summary.is_file():
+        print(json.dumps({"policy": str(policy_dir(out)), **json.loads(summary.read_text())}))
+    return 0
