@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("profiles", "profiles"),
     ("train", "train"),
     ("eval", "eval"),
+    ("warp", "warp"),
 ]
 
 DESCRIPTION = """\
