@@ -103,7 +103,7 @@ class RLConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
-    logprob_chunk: int = 1024  # positions per chunk of the log-prob computation (rsoup_lib.logprobs)
+    logprob_chunk: int = 256  # positions per chunk of the log-prob computation (rsoup_lib.logprobs)
 
     def validate(self) -> None:
         from rsoup_lib.rewards import parse_weights

@@ -1,0 +1,239 @@
+"""RL step speed: our trainer vs TRL's RLOOTrainer, MFU, and log-prob peak memory, in one run.
+
+Prints, side by side and measured in this one process run:
+
+1. samples/s (completions per second of wall time, steady-state steps: the first step of each
+   trainer is a warm-up and is not counted) of ``rsoup_lib.rl.train`` and of
+   ``trl.RLOOTrainer`` (use_cpu=True) on the same policy, prompts, reward, batch (prompts x k),
+   completion length, beta, learning rate, float32, no gradient checkpointing, constant LR.
+   Ours runs twice (before and after TRL) so that a change of machine load shows up.
+2. our model FLOPs utilisation: model FLOPs of a step (2 N per token forward, 6 N per token
+   forward+backward, N = parameters doing matmuls incl. the output projection) over the step
+   time, against the float32 matmul peak measured here and now (``torch.mm`` of 2048^2).
+3. peak memory of the log-prob computation (forward + backward) at SmolLM2's vocabulary
+   (49,152) and hidden size (576), ours (chunked) vs the naive full log-softmax; each in a
+   fresh subprocess, measured as the rise of its peak RSS over the inputs.
+
+The CPU may be shared: ``os.getloadavg()`` is printed before and after.
+
+    python benchmarks/rl_step.py                      # the tiny policy, cpu-profile batch
+    python benchmarks/rl_step.py --policy tiny-random --steps 3   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def load_avg() -> str:
+    return "load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# ----------------------------------------------------------------------------- peak FLOP/s
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+# ----------------------------------------------------------------------------- ours
+def run_ours(args, prompts, tag) -> dict:
+    from rsoup_lib.rl import RLConfig, read_metrics, train
+
+    cfg = RLConfig(policy=args.policy, reward="sentiment", steps=args.steps, batch_prompts=args.batch_prompts,
+                   k=args.k, max_new_tokens=args.max_new_tokens, lr=args.lr, beta=args.beta,
+                   checkpoint_every=0, seed=0)
+    with tempfile.TemporaryDirectory() as d:
+        train(cfg, d, prompts=prompts, progress=False)
+        rows = read_metrics(d)[1:]
+    seconds = sum(r["seconds"] for r in rows)
+    n = len(rows) * args.batch_prompts * args.k
+    return {
+        "who": f"ours ({tag})",
+        "samples_per_s": n / seconds,
+        "step_s": statistics.median(r["seconds"] for r in rows),
+        "generate_s": statistics.median(r["generate_seconds"] for r in rows),
+        "completion_tokens": statistics.mean(r["completion_tokens"] for r in rows),
+    }
+
+
+# ----------------------------------------------------------------------------- TRL
+def run_trl(args, prompts) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import RLOOConfig, RLOOTrainer
+
+    from rsoup_lib.models import load_policy, render_prompt
+    from rsoup_lib.rewards import get_reward
+
+    torch.manual_seed(0)
+    model, tokenizer = load_policy(args.policy)
+    sentiment = get_reward("sentiment")
+
+    def reward(prompts, completions, **kw):
+        return sentiment(prompts, completions)
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.times, self.t0 = [], None
+
+        def on_step_begin(self, *a, **k):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            self.times.append(time.perf_counter() - self.t0)
+
+    timer = Timer()
+    n = args.batch_prompts * args.k
+    data = Dataset.from_dict({"prompt": [render_prompt(tokenizer, p) for p in prompts]})
+    with tempfile.TemporaryDirectory() as d:
+        # TRL builds its reference model from the policy's folder: hand it one
+        model.save_pretrained(Path(d) / "policy")
+        tokenizer.save_pretrained(Path(d) / "policy")
+        config = RLOOConfig(
+            output_dir=str(Path(d) / "out"), use_cpu=True, bf16=False, gradient_checkpointing=False,
+            per_device_train_batch_size=n, num_generations=args.k, max_completion_length=args.max_new_tokens,
+            beta=args.beta, learning_rate=args.lr, lr_scheduler_type="constant", max_steps=args.steps,
+            temperature=1.0, top_k=0, top_p=1.0, logging_steps=1, report_to=[], save_strategy="no",
+            disable_tqdm=True, seed=0, dataloader_num_workers=0,
+        )
+        trainer = RLOOTrainer(model=str(Path(d) / "policy"), reward_funcs=reward, args=config, train_dataset=data,
+                              processing_class=tokenizer, callbacks=[timer])
+        trainer.train()
+        logs = [h for h in trainer.state.log_history if "completions/mean_length" in h][1:]
+    times = timer.times[1:]
+    return {
+        "who": "trl.RLOOTrainer",
+        "samples_per_s": n * len(times) / sum(times),
+        "step_s": statistics.median(times),
+        "generate_s": float("nan"),
+        "completion_tokens": statistics.mean(h["completions/mean_length"] for h in logs) if logs else float("nan"),
+    }
+
+
+# ----------------------------------------------------------------------------- FLOPs
+def step_flops(args, prompts, completion_tokens: float) -> float:
+    """Model FLOPs of one of our steps: sampling (forward over prompt + completion), policy
+    forward + backward and one anchor forward over the same tokens."""
+    from rsoup_lib.models import load_policy, render_prompt
+
+    model, tokenizer = load_policy(args.policy)
+    emb = model.get_input_embeddings().weight.numel()
+    head = model.get_output_embeddings().weight.numel()
+    n_matmul = sum(p.numel() for p in model.parameters()) - emb + head  # tied head counted once as matmul
+    prompt_tokens = statistics.mean(len(tokenizer(render_prompt(tokenizer, p))["input_ids"]) for p in prompts)
+    tokens = (prompt_tokens + completion_tokens) * args.batch_prompts * args.k
+    return tokens * n_matmul * (2 + 6 + 2)
+
+
+# ----------------------------------------------------------------------------- memory
+def memory_probe(which: str, batch: int, length: int, hidden: int, vocab: int) -> None:
+    """Runs in a subprocess: prints the rise of peak RSS (bytes) of one forward+backward."""
+    import torch
+
+    from rsoup_lib.logprobs import naive_token_logprobs, token_logprobs
+
+    torch.manual_seed(0)
+    h = torch.randn(batch, length, hidden, requires_grad=True)
+    w = (torch.randn(vocab, hidden) * 0.02).requires_grad_(True)
+    y = torch.randint(0, vocab, (batch, length))
+    token_logprobs(h[:1, :8], w, y[:1, :8])[0].sum().backward()  # warm up kernels, small
+    h.grad = w.grad = None
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    fn = token_logprobs if which == "ours" else naive_token_logprobs
+    t = time.perf_counter()
+    logp, _ = fn(h, w, y)
+    logp.sum().backward()
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"which": which, "peak_rise_bytes": peak - base, "seconds": seconds}))
+
+
+def measure_memory(batch=16, length=128, hidden=576, vocab=49_152) -> list[dict]:
+    out = []
+    for which in ("ours", "naive"):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--memory-probe", which, "--mem-shape", f"{batch},{length},{hidden},{vocab}"],
+            capture_output=True, text=True, check=True,
+        )
+        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--policy", default="tiny")
+    p.add_argument("--steps", type=int, default=8, help="steps per trainer (the first is a warm-up)")
+    p.add_argument("--batch-prompts", type=int, default=8)
+    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--beta", type=float, default=0.05)
+    p.add_argument("--skip-trl", action="store_true")
+    p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--mem-shape", default="16,128,576,49152", help="batch,length,hidden,vocab of the memory test")
+    args = p.parse_args()
+    if args.memory_probe:
+        memory_probe(args.memory_probe, *map(int, args.mem_shape.split(",")))
+        return
+
+    import torch
+
+    from rsoup_lib.prompts import load_prompts
+
+    prompts = [r["prompt"] for r in load_prompts("train")]
+    print(f"rl_step benchmark: policy={args.policy} batch={args.batch_prompts} prompts x k={args.k}, "
+          f"max_new_tokens={args.max_new_tokens}, beta={args.beta}, steps={args.steps} (first not counted), "
+          f"torch threads={torch.get_num_threads()}, cpus={os.cpu_count()}")
+    print(load_avg())
+    peak = matmul_peak()
+    rows = [run_ours(args, prompts, "1st")]
+    if not args.skip_trl:
+        rows.append(run_trl(args, prompts))
+    rows.append(run_ours(args, prompts, "2nd"))
+    print(load_avg())
+
+    print(f"\n{'trainer':20s} {'samples/s':>10s} {'step s':>8s} {'gen s':>8s} {'compl. tokens':>14s}")
+    for r in rows:
+        print(f"{r['who']:20s} {r['samples_per_s']:10.2f} {r['step_s']:8.3f} {r['generate_s']:8.3f} "
+              f"{r['completion_tokens']:14.1f}")
+    ours = [r for r in rows if r["who"].startswith("ours")]
+    ours_sps = statistics.mean(r["samples_per_s"] for r in ours)
+    trl = [r for r in rows if r["who"].startswith("trl")]
+    if trl:
+        print(f"speed-up ours / TRL (samples/s, mean of our two runs): {ours_sps / trl[0]['samples_per_s']:.2f}x")
+
+    flops = step_flops(args, prompts, statistics.mean(r["completion_tokens"] for r in ours))
+    step_s = statistics.mean(r["step_s"] for r in ours)
+    print(f"\nmatmul peak (float32 2048^2 mm, {torch.get_num_threads()} threads): {peak / 1e9:.1f} GFLOP/s")
+    print(f"our step: {flops / 1e9:.2f} GFLOP model FLOPs in {step_s:.3f} s = {flops / step_s / 1e9:.2f} GFLOP/s, "
+          f"MFU {flops / step_s / peak:.1%}")
+
+    mem = measure_memory(*map(int, args.mem_shape.split(",")))
+    b, t, h, v = map(int, args.mem_shape.split(","))
+    print(f"\nlog-prob forward+backward at batch {b} x {t} tokens, hidden {h}, vocab {v}:")
+    for m in mem:
+        print(f"  {m['which']:6s} peak memory rise {m['peak_rise_bytes'] / 2**20:8.1f} MiB   {m['seconds']:.2f} s")
+    print(f"  naive / ours peak memory: {mem[1]['peak_rise_bytes'] / max(mem[0]['peak_rise_bytes'], 1):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
