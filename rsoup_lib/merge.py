@@ -22,6 +22,11 @@ Validation: ``check_compatible`` runs before any arithmetic. Checkpoints must ha
 and shapes, and floating tensors must be floating everywhere (any float dtype casts to any
 other). A mismatch raises ``UserError`` naming the first differing tensor.
 
+Arrays: a state dict holds torch tensors or numpy arrays (one kind per call). The formulas are
+written once over a handful of array operations (``_scaled``, ``_axpy_``, ``_dot``, ...);
+``rsoup merge`` runs them on numpy so that a file-to-file merge never pays torch's import time,
+and training code runs them on torch tensors.
+
 ``METHODS`` is a small mergekit-style registry of the methods ``rsoup merge`` offers, and
 ``merge(name, ...)`` calls one of them by name. ``rsoup_lib.front`` evaluates whole fronts
 in place, without re-merging from scratch for each point.
@@ -32,13 +37,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-import torch
+import numpy as np
 
 from rsoup_lib.errors import UserError
 
-StateDict = Mapping[str, torch.Tensor]
+Array = Any  # a torch.Tensor or a numpy.ndarray
+StateDict = Mapping[str, Array]
 
 GRANULARITIES = ("tensor", "layer", "model")
 # sin(Omega) below this: the two task vectors are (anti)parallel and the SLERP formula divides
@@ -65,13 +71,13 @@ class TensorSpec:
         return self.dtype.startswith(("float", "bfloat"))
 
 
-def spec_of(t: torch.Tensor | TensorSpec) -> TensorSpec:
+def spec_of(t: Array | TensorSpec) -> TensorSpec:
     if isinstance(t, TensorSpec):
         return t
-    return TensorSpec(tuple(t.shape), str(t.dtype).removeprefix("torch."))
+    return TensorSpec(tuple(t.shape), _dtype_name(t))
 
 
-def check_compatible(checkpoints: Mapping[str, Mapping[str, torch.Tensor | TensorSpec]]) -> None:
+def check_compatible(checkpoints: Mapping[str, Mapping[str, Array | TensorSpec]]) -> None:
     """Raise ``UserError`` unless every checkpoint has the reference's keys and shapes.
 
     ``checkpoints`` maps a label (a folder name, "init", "model 2") to a state dict or to
@@ -128,16 +134,77 @@ def check_unit(name: str, x: float) -> float:
     return x
 
 
-def _acc_dtype(*tensors: torch.Tensor) -> torch.dtype:
+# --------------------------------------------------------------------------------------------
+# The few array operations the formulas use, for torch tensors and numpy arrays alike
+
+
+def _is_torch(t: Array) -> bool:
+    return type(t).__module__.startswith("torch")
+
+
+def _dtype_name(t: Array) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _floating(t: Array) -> bool:
+    return _dtype_name(t).startswith(("float", "bfloat"))
+
+
+def _acc_dtype(*tensors: Array) -> str:
     """float32, or float64 when an input already is: never accumulate below float32."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+    return "float64" if any(_dtype_name(t) == "float64" for t in tensors) else "float32"
+
+
+def _to(t: Array, dtype: str) -> Array:
+    """``t`` in ``dtype`` (itself when it already is)."""
+    if _is_torch(t):
+        import torch
+
+        return t.to(getattr(torch, dtype))
+    return t.astype(dtype, copy=False)
+
+
+def _clone(t: Array) -> Array:
+    return t.clone() if _is_torch(t) else t.copy()
+
+
+def _scaled(t: Array, w: float, dtype: str) -> Array:
+    """A new ``dtype`` array w * t (computed in ``dtype``)."""
+    if _is_torch(t):
+        return t * w if _dtype_name(t) == dtype else _to(t, dtype).mul_(w)
+    return np.multiply(t, w, dtype=dtype)
+
+
+def _sub(a: Array, b: Array) -> Array:
+    """A new array a - b, in b's (accumulation) dtype."""
+    return a - b if _is_torch(a) else np.subtract(a, b, dtype=b.dtype)
+
+
+def _axpy_(y: Array, x: Array, alpha: float) -> None:
+    """y <- y + alpha x in place, computed in y's dtype."""
+    if _is_torch(y):
+        y.add_(x, alpha=alpha)  # mixed-dtype add_ computes in y's float32
+    else:
+        y += np.multiply(x, alpha, dtype=y.dtype)
+
+
+def _dot(a: Array, b: Array) -> float:
+    if _is_torch(a):
+        import torch
+
+        return float(torch.dot(a.reshape(-1), b.reshape(-1)))
+    return float(np.dot(a.reshape(-1), b.reshape(-1)))
+
+
+def _contiguous(t: Array) -> Array:
+    return t.contiguous() if _is_torch(t) else np.ascontiguousarray(t)
 
 
 # --------------------------------------------------------------------------------------------
 # lerp
 
 
-def lerp(models: Sequence[StateDict], weights: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
+def lerp(models: Sequence[StateDict], weights: Sequence[float] | None = None) -> dict[str, Array]:
     """Weighted average (the rewarded soup):  theta = sum_i w_i theta_i.
 
     ``weights`` lie on the simplex (w_i >= 0, sum w_i = 1); None means uniform 1/M. The result
@@ -149,14 +216,14 @@ def lerp(models: Sequence[StateDict], weights: Sequence[float] | None = None) ->
     check_compatible({f"model {i + 1}": m for i, m in enumerate(models)})
     out = {}
     for key, ref in models[0].items():
-        if not ref.is_floating_point():
-            out[key] = ref.clone()
+        if not _floating(ref):
+            out[key] = _clone(ref)
             continue
         tensors = [m[key] for m in models]
-        acc = tensors[0].to(_acc_dtype(*tensors)) * weights[0]
+        acc = _scaled(ref, weights[0], _acc_dtype(*tensors))
         for w, t in zip(weights[1:], tensors[1:]):
-            acc.add_(t, alpha=w)  # mixed-dtype add_ computes in acc's float32
-        out[key] = acc.to(ref.dtype)
+            _axpy_(acc, t, w)
+        out[key] = _to(acc, _dtype_name(ref))
     return out
 
 
@@ -209,17 +276,13 @@ def slerp_coefficients(dot: float, norm1: float, norm2: float, lam: float, eps: 
     return math.sin((1.0 - lam) * omega) / s, math.sin(lam * omega) / s
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.dot(a.reshape(-1), b.reshape(-1)))
-
-
 def slerp(
     init: StateDict,
     models: Sequence[StateDict],
     lam: float | None = None,
     granularity: str = "tensor",
     eps: float = SLERP_EPS,
-) -> dict[str, torch.Tensor]:
+) -> dict[str, Array]:
     """Spherical interpolation of task vectors delta_i = theta_i - theta_init (WARP stage 2):
 
         slerp(theta_init, theta_1, theta_2, lam) = theta_init + sin((1-lam) Omega)/sin Omega * delta_1
@@ -242,22 +305,24 @@ def slerp(
     elif lam is not None:
         raise UserError(f"lam applies to two models; with {len(models)} models slerp iterates with lam = 1/m")
     check_compatible({"init": init, **{f"model {i + 1}": m for i, m in enumerate(models)}})
-    floating = [k for k, t in init.items() if t.is_floating_point()]
-    out = {k: t.clone() for k, t in init.items() if not t.is_floating_point()}
+    floating = [k for k, t in init.items() if _floating(t)]
+    out = {k: _clone(t) for k, t in init.items() if not _floating(t)}
     for group in parameter_groups(floating, granularity):
-        acc = {k: _acc_dtype(init[k], *(m[k] for m in models)) for k in group}
-        base = {k: init[k].to(acc[k]) for k in group}
-        merged = {k: models[0][k].to(acc[k]) - base[k] for k in group}  # delta of slerp_1 = theta_1
+        base = {k: _to(init[k], _acc_dtype(init[k], *(m[k] for m in models))) for k in group}
+        merged = {k: _sub(models[0][k], base[k]) for k in group}  # slerp_1 - theta_init = delta_1
         for m in range(1, len(models)):
             lam_m = lam if len(models) == 2 else 1.0 / (m + 1)
-            delta = {k: models[m][k].to(acc[k]) - base[k] for k in group}
+            delta = {k: _sub(models[m][k], base[k]) for k in group}
             dot = sum(_dot(merged[k], delta[k]) for k in group)
             n1 = math.sqrt(sum(_dot(merged[k], merged[k]) for k in group))
             n2 = math.sqrt(sum(_dot(delta[k], delta[k]) for k in group))
             a, b = slerp_coefficients(dot, n1, n2, lam_m, eps)
-            merged = {k: a * merged[k] + b * delta[k] for k in group}
+            for k in group:  # merged <- a merged + b delta, in place
+                merged[k] *= a
+                _axpy_(merged[k], delta[k], b)
         for k in group:
-            out[k] = (base[k] + merged[k]).to(init[k].dtype)
+            merged[k] += base[k]
+            out[k] = _to(merged[k], _dtype_name(init[k]))
     return {k: out[k] for k in init}  # init's key order
 
 
@@ -284,7 +349,7 @@ def slerp_gram_coefficients(gram: Sequence[Sequence[float]], lam: float | None =
 # liti and ema
 
 
-def liti(init: StateDict, model: StateDict, eta: float = 0.3) -> dict[str, torch.Tensor]:
+def liti(init: StateDict, model: StateDict, eta: float = 0.3) -> dict[str, Array]:
     """Linear interpolation towards the init (WARP stage 3):
 
         theta_eta = (1 - eta) theta_init + eta theta,   eta in [0, 1]
@@ -295,15 +360,16 @@ def liti(init: StateDict, model: StateDict, eta: float = 0.3) -> dict[str, torch
     check_compatible({"init": init, "model": model})
     out = {}
     for key, t0 in init.items():
-        if not t0.is_floating_point():
-            out[key] = t0.clone()
+        if not _floating(t0):
+            out[key] = _clone(t0)
             continue
-        acc = _acc_dtype(t0, model[key])
-        out[key] = ((1.0 - eta) * t0.to(acc) + eta * model[key].to(acc)).to(t0.dtype)
+        acc = _scaled(t0, 1.0 - eta, _acc_dtype(t0, model[key]))
+        _axpy_(acc, model[key], eta)
+        out[key] = _to(acc, _dtype_name(t0))
     return out
 
 
-def ema_update(ema: StateDict, model: StateDict, mu: float) -> dict[str, torch.Tensor]:
+def ema_update(ema: StateDict, model: StateDict, mu: float) -> dict[str, Array]:
     """One EMA step, as a new state dict:  theta_ema <- (1 - mu) theta_ema + mu theta.
 
     See ``ema_update_`` for the in-place version a training loop uses.
@@ -312,24 +378,27 @@ def ema_update(ema: StateDict, model: StateDict, mu: float) -> dict[str, torch.T
     check_compatible({"ema": ema, "model": model})
     out = {}
     for key, e in ema.items():
-        if not e.is_floating_point():
-            out[key] = model[key].clone()
+        if not _floating(e):
+            out[key] = _clone(model[key])
             continue
-        acc = _acc_dtype(e, model[key])
-        out[key] = ((1.0 - mu) * e.to(acc) + mu * model[key].to(acc)).to(e.dtype)
+        acc = _scaled(e, 1.0 - mu, _acc_dtype(e, model[key]))
+        _axpy_(acc, model[key], mu)
+        out[key] = _to(acc, _dtype_name(e))
     return out
 
 
-@torch.no_grad()
-def ema_update_(ema: Sequence[torch.Tensor], params: Sequence[torch.Tensor], mu: float) -> None:
+def ema_update_(ema: Sequence[Array], params: Sequence[Array], mu: float) -> None:
     """In place: theta_ema <- (1 - mu) theta_ema + mu theta, for lists of tensors (one fused
     ``torch._foreach_lerp_``). The EMA tensors must be float32 or float64: with mu = 0.01 a
     bfloat16 EMA would round most updates away."""
+    import torch
+
     mu = check_unit("mu", mu)
     ema = list(ema)
     if any(e.dtype not in (torch.float32, torch.float64) for e in ema):
         raise ValueError("keep EMA tensors in float32: small-mu updates vanish in lower precision")
-    torch._foreach_lerp_(ema, [p.to(e.dtype) for e, p in zip(ema, params)], mu)
+    with torch.no_grad():
+        torch._foreach_lerp_(ema, [p.detach().to(e.dtype) for e, p in zip(ema, params)], mu)
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,7 +412,7 @@ def lora_scaling(lora_alpha: float, r: int, use_rslora: bool = False) -> float:
     return lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
 
 
-def lora_modules(adapter: Mapping[str, torch.Tensor | TensorSpec]) -> dict[str, tuple[str, str, bool]]:
+def lora_modules(adapter: Mapping[str, Array | TensorSpec]) -> dict[str, tuple[str, str, bool]]:
     """``{base weight name: (A key, B key, transposed)}`` for a peft LoRA state dict.
 
     peft saves ``base_model.model.<module>.lora_A.weight`` / ``lora_B.weight`` for Linear
@@ -372,7 +441,7 @@ def lora_modules(adapter: Mapping[str, torch.Tensor | TensorSpec]) -> dict[str, 
     return modules
 
 
-def lora_deltas(adapter: StateDict, lora_alpha: float, use_rslora: bool = False, fan_in_fan_out: bool = False) -> dict[str, torch.Tensor]:
+def lora_deltas(adapter: StateDict, lora_alpha: float, use_rslora: bool = False, fan_in_fan_out: bool = False) -> dict[str, Array]:
     """The weight deltas of a LoRA adapter, in float32, keyed by the base model's weight names:
 
         Delta W = s B A,   s = lora_alpha / r   (lora_alpha / sqrt(r) with rsLoRA)
@@ -383,13 +452,13 @@ def lora_deltas(adapter: StateDict, lora_alpha: float, use_rslora: bool = False,
     """
     out = {}
     for name, (a_key, b_key, transposed) in lora_modules(adapter).items():
-        a, b = adapter[a_key].float(), adapter[b_key].float()
+        a, b = _to(adapter[a_key], "float32"), _to(adapter[b_key], "float32")
         delta = lora_scaling(lora_alpha, a.shape[0], use_rslora) * (b @ a)
-        out[name] = delta.T.contiguous() if transposed or fan_in_fan_out else delta
+        out[name] = _contiguous(delta.T) if transposed or fan_in_fan_out else delta
     return out
 
 
-def lora_ab_lerp(adapters: Sequence[StateDict], weights: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
+def lora_ab_lerp(adapters: Sequence[StateDict], weights: Sequence[float] | None = None) -> dict[str, Array]:
     """The official rewarded-soups LoRA merge: average A and B separately,
 
         A = sum_i w_i A_i,   B = sum_i w_i B_i,   so  Delta W = s (sum_i w_i B_i)(sum_i w_i A_i),
@@ -407,7 +476,7 @@ def lora_ab_lerp(adapters: Sequence[StateDict], weights: Sequence[float] | None 
 @dataclass(frozen=True)
 class MergeMethod:
     name: str
-    fn: Callable[..., dict[str, torch.Tensor]]
+    fn: Callable[..., dict[str, Array]]
     needs_init: bool
     summary: str
 
@@ -436,7 +505,7 @@ METHODS: dict[str, MergeMethod] = {
 }
 
 
-def merge(method: str, models: Sequence[StateDict], init: StateDict | None = None, **params) -> dict[str, torch.Tensor]:
+def merge(method: str, models: Sequence[StateDict], init: StateDict | None = None, **params) -> dict[str, Array]:
     """Run the registered method ``method`` (``weights`` for lerp, ``lam`` and ``granularity``
     for slerp, ``eta`` for liti)."""
     if method not in METHODS:

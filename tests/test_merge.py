@@ -492,3 +492,69 @@ def test_cli_lora_adapters(tmp_path):
     assert rsoup("merge", "--method", "slerp", "--init", tmp_path / "base", "--models", tmp_path / "lora1", tmp_path / "lora2", "--lora-mode", "ab", "--out", tmp_path / "x") == 2
     assert rsoup("merge", "--method", "lerp", "--models", tmp_path / "lora1", tmp_path / "base", "--out", tmp_path / "x") == 2  # mixed kinds
     assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy arrays (what `rsoup merge` computes on) and its safetensors codec
+
+
+def to_numpy(sd):
+    return {k: v.numpy() for k, v in sd.items()}
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "layer", "model"])
+def test_numpy_arrays_match_reference(trio, granularity):
+    init, models = trio
+    ni, nm = to_numpy(init), [to_numpy(m) for m in models]
+    ri, rm = np_sd(init), [np_sd(m) for m in models]
+    groups = M.parameter_groups(list(init), granularity)
+    got = M.lerp(nm, [0.2, 0.5, 0.3])
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in got.values())
+    assert max_err(got, ref_lerp(rm, [0.2, 0.5, 0.3])) < TOL
+    assert max_err(M.slerp(ni, nm[:2], 0.3, granularity), ref_slerp(ri, rm[:2], 0.3, groups)) < TOL
+    assert max_err(M.slerp(ni, nm, None, granularity), ref_slerp(ri, rm, None, groups)) < TOL
+    assert max_err(M.liti(ni, nm[0], 0.3), {k: 0.7 * ri[k] + 0.3 * rm[0][k] for k in ri}) < TOL
+    half = {k: v.astype(np.float16) for k, v in nm[0].items()}  # float16 storage: fp32 math, fp16 out
+    out = M.lerp([half, half], [0.5, 0.5])
+    assert all(v.dtype == np.float16 for v in out.values())
+    assert all(np.array_equal(out[k], half[k]) for k in half)
+
+
+def test_bf16_codec_matches_torch():
+    from rsoup_lib.commands.merge import bf16_to_float32, float32_to_bf16
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(10000, generator=g) * 10 ** torch.randint(-30, 30, (10000,), generator=g).float(),
+                   torch.tensor([0.0, -0.0, float("inf"), -float("inf"), 3.4e38, 1e-45, 1.0 + 2**-8, 1.0 + 3 * 2**-8])])  # fmt: skip
+    bits = float32_to_bf16(x.numpy())
+    assert np.array_equal(bits, x.bfloat16().view(torch.int16).numpy().view(np.uint16))
+    assert np.array_equal(bf16_to_float32(bits), x.bfloat16().float().numpy())
+    nan = float32_to_bf16(np.array([np.nan, -np.nan], dtype=np.float32))
+    assert np.isnan(bf16_to_float32(nan)).all()
+
+
+def test_cli_bf16_round_trip(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from rsoup_lib.models import load_policy
+
+    sds = []
+    for name, s in [("a", 1), ("b", 2)]:
+        model, tok = load_policy("tiny-random", seed=0, dtype="bfloat16")
+        g = torch.Generator().manual_seed(s)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_((0.05 * torch.randn(p.shape, generator=g)).bfloat16())
+        model.save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+        sds.append({k: v.detach().clone() for k, v in model.named_parameters()})
+    assert rsoup("merge", "--method", "lerp", "--models", tmp_path / "a", tmp_path / "b", "--weights", 0.3, 0.7, "--out", tmp_path / "m") == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.bfloat16)
+    expected = M.lerp(sds, [0.3, 0.7])  # the same formulas on torch bf16 tensors (fp32 inside)
+    for k, p in merged.named_parameters():
+        assert p.dtype == torch.bfloat16
+        diff = (p.detach().float() - expected[k].float()).abs()
+        # one bf16 ulp (fp32 rounding order differs between torch and numpy), or ~0 on cancellation
+        assert bool((diff <= expected[k].float().abs() * 2**-7 + 1e-7).all())
+    ref = ref_lerp([np_sd(sd) for sd in sds], [0.3, 0.7])
+    assert max(float(np.abs(merged.get_parameter(k).detach().double().numpy() - ref[k]).max()) for k in ref) <= 2**-8  # half a bf16 ulp at |w| ~ 1
