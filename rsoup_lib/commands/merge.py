@@ -150,13 +150,18 @@ def float32_to_bf16(x):
 
 def read_safetensors(path) -> tuple[dict, dict]:
     """(``{name: numpy array}``, ``{name: safetensors dtype}``); bfloat16 comes back as float32."""
+    import os
+
     import numpy as np
 
     from rsoup_lib.errors import UserError
 
     with open(path, "rb") as f:
         header = _read_header(f, path)
-        data = np.fromfile(f, dtype=np.uint8)
+        start = f.tell()
+    # Memory-mapped, read-only: pages come straight from the page cache, and a merge that
+    # tried to write into an input would fail instead of corrupting it.
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=start) if os.path.getsize(path) > start else np.zeros(0, np.uint8)
     tensors, dtypes = {}, {}
     for name, info in header.items():
         start, end = info["data_offsets"]
