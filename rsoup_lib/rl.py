@@ -411,6 +411,27 @@ def train(
     """
     import torch
 
+    # The trainer owns the global RNG while it runs (that is what makes resuming exact) and
+    # hands the caller's back untouched.
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        return _train(config, out_dir, prompts=prompts, reward_fn=reward_fn, kl_coef_fn=kl_coef_fn,
+                      progress=progress, stop_at_step=stop_at_step)
+
+
+def _train(
+    config: RLConfig,
+    out_dir: str | Path,
+    *,
+    prompts: Sequence[str | dict] | None = None,
+    reward_fn: Callable[[list[str], list[str]], list[float]] | None = None,
+    kl_coef_fn: KLCoefFn | None = None,
+    progress: bool = True,
+    stop_at_step: int | None = None,
+) -> Path:
+
+    import torch
+
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 

@@ -115,7 +115,9 @@ def test_constant_reward_without_kl_leaves_weights_unchanged(tmp_path):
 
 
 def test_sft_anchor_kl_is_zero_on_the_first_step_and_equals_kl_sft(tmp_path):
+    state = torch.get_rng_state()
     run = train(tiny(steps=3), tmp_path, prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    assert torch.equal(state, torch.get_rng_state())  # the caller's RNG is left alone
     rows = read_metrics(run)
     assert rows[0]["kl_anchor"] == pytest.approx(0, abs=1e-6)
     assert all(r["kl_anchor"] == r["kl_sft"] for r in rows)
