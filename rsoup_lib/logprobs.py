@@ -116,21 +116,45 @@ def completion_logprobs(
     prompt_len: int,
     chunk_size: int = DEFAULT_CHUNK,
     hidden_scale: float = 1.0,
+    group_size: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs and entropies of the completion part of ``input_ids``.
 
     ``input_ids`` [B, P + C] = left-padded prompts (P tokens) followed by completions (C tokens).
     Returns ``(logp, entropy)``, each [B, C]: position t scores completion token t given
-    everything before it. One trunk forward; logits only for the C completion positions.
+    everything before it. Logits only for the C completion positions.
     ``hidden_scale`` multiplies the hidden states (1 / temperature scales the logits).
+
+    ``group_size`` k > 1: rows come in groups of k that share their prompt (RLOO's k completions
+    of one prompt). The trunk then runs once over the B / k distinct prompts, their key/value
+    cache is repeated k times, and a second pass runs the completions on top of it, so prompt
+    tokens cost 1/k of a plain forward (and backward). Same numbers up to float rounding.
     """
     decoder, weight = _decoder_and_head(model)
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hidden = decoder(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-    ).last_hidden_state
-    # hidden[:, t] predicts token t + 1: the completion tokens are predicted from P-1 .. P+C-2.
-    hidden = hidden[:, prompt_len - 1 : -1]
+    if group_size == 1:
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = decoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        # hidden[:, t] predicts token t + 1: the completion tokens are predicted from P-1 .. P+C-2.
+        hidden = hidden[:, prompt_len - 1 : -1]
+    else:
+        k = group_size
+        prompt_ids, prompt_mask = input_ids[::k, :prompt_len], attention_mask[::k, :prompt_len]
+        prompt_pos = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_pos, use_cache=True)
+        hidden = out.last_hidden_state[:, -1:].repeat_interleave(k, dim=0)  # predicts completion token 0
+        n_completion = input_ids.shape[1] - prompt_len
+        if n_completion > 1:
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(k)
+            start = prompt_pos[:, -1:].repeat_interleave(k, dim=0) + 1
+            steps = torch.arange(n_completion - 1, device=input_ids.device)[None]
+            rest = decoder(
+                input_ids=input_ids[:, prompt_len:-1], attention_mask=attention_mask[:, :-1],
+                position_ids=start + steps, past_key_values=cache, use_cache=True,
+            ).last_hidden_state
+            hidden = torch.cat([hidden, rest], dim=1)
     if hidden_scale != 1.0:
         hidden = hidden * hidden_scale
     targets = input_ids[:, prompt_len:]

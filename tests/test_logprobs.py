@@ -39,3 +39,27 @@ def test_completion_logprobs_match_model_logits():
     ref = torch.log_softmax(logits[:, P - 1 : -1].float(), -1).gather(-1, completion[..., None]).squeeze(-1)
     torch.testing.assert_close(logp, ref, rtol=1e-5, atol=1e-5)
     assert (ent > 0).all()
+
+
+def test_shared_prompt_pass_matches_the_plain_forward_with_gradients():
+    model, tok = tiny_random(seed=4)
+    k = 3
+    enc = tok(["Write a review of a horror movie.\n", "A dull film\n"], return_tensors="pt", padding=True)
+    P = enc["input_ids"].shape[1]
+    prompt = enc["input_ids"].repeat_interleave(k, 0)
+    pmask = enc["attention_mask"].repeat_interleave(k, 0)
+    completion = torch.randint(2, len(tok), (2 * k, 6), generator=torch.Generator().manual_seed(1))
+    ids = torch.cat([prompt, completion], 1)
+    mask = torch.cat([pmask, torch.ones_like(completion)], 1)
+    upstream = torch.randn(2 * k, 6, generator=torch.Generator().manual_seed(2))
+
+    plain, plain_ent = completion_logprobs(model, ids, mask, P, chunk_size=5)
+    g_plain = torch.autograd.grad((plain * upstream).sum(), list(model.parameters()))
+    shared, shared_ent = completion_logprobs(model, ids, mask, P, chunk_size=5, group_size=k)
+    g_shared = torch.autograd.grad((shared * upstream).sum(), list(model.parameters()))
+    torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared_ent, plain_ent, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_shared, g_plain):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    one, _ = completion_logprobs(model, ids[:, : P + 1], mask[:, : P + 1], P, group_size=k)  # C = 1
+    torch.testing.assert_close(one, plain[:, :1], rtol=1e-5, atol=1e-5)

@@ -149,9 +149,12 @@ def test_per_sample_kl_hook(tmp_path):
 def test_grad_accumulation_matches_one_big_batch(tmp_path):
     a = train(tiny(steps=2, grad_accum=1), tmp_path / "a", prompts=PROMPTS, reward_fn=e_rate, progress=False)
     b = train(tiny(steps=2, grad_accum=2), tmp_path / "b", prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    ra, rb = read_metrics(a), read_metrics(b)
+    for key in ["reward", "loss", "kl_sft", "grad_norm"]:  # same samples, same total gradient
+        assert [r[key] for r in ra] == pytest.approx([r[key] for r in rb], rel=1e-4, abs=1e-6), key
     wa, wb = final_weights(a), final_weights(b)
-    for name in wa:
-        torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5)  # Adam amplifies float-order noise
+    for name in wa:  # Adam turns float-rounding noise in ~0 gradients into steps of up to lr
+        torch.testing.assert_close(wa[name], wb[name], rtol=0, atol=3e-3 * 0.1)
 
 
 def test_lora_trains_adapters_and_saves_a_merged_policy(tmp_path):
@@ -262,3 +265,38 @@ def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
     for name in wf:
         torch.testing.assert_close(wk[name], wf[name], rtol=0, atol=1e-6)
     assert [r["step"] for r in read_metrics(tmp_path / "killed")] == list(range(40))
+
+
+# ------------------------------------------------------------------ sampling
+def test_sample_token_follows_the_distribution():
+    from rsoup_lib.rl import sample_token
+
+    probs = torch.tensor([0.1, 0.0, 0.6, 0.3])
+    torch.manual_seed(0)
+    draws = sample_token(probs.log().expand(20_000, 4).clone())
+    freq = torch.bincount(draws, minlength=4).float() / 20_000
+    torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
+    assert freq[1] == 0  # a zero-probability token is never drawn
+    hot = sample_token(torch.tensor([[0.0, 1.0, 0.0]]).log().expand(1000, 3).clone(), temperature=0.5)
+    assert (hot == 1).all()
+
+
+def test_grouped_sampling_equals_ungrouped_and_stops_at_eos():
+    from rsoup_lib.models import tiny_random
+    from rsoup_lib.rl import sample_completions
+
+    model, tok = tiny_random(seed=2)
+    instr = [p for p in PROMPTS[:3] for _ in range(2)]
+    torch.manual_seed(5)
+    a = sample_completions(model, tok, instr, 12, group_size=2)
+    torch.manual_seed(5)
+    b = sample_completions(model, tok, instr, 12, group_size=1)
+    assert a.texts == b.texts and torch.equal(a.sequences, b.sequences)
+    assert a.sequences.shape[1] - a.prompt_len <= 12
+    comp = a.sequences[:, a.prompt_len:]
+    for row, m in zip(comp, a.mask):  # after the first EOS: masked, and padding
+        n = int(m.sum())
+        if n < comp.shape[1]:
+            assert row[n - 1] == tok.eos_token_id and (row[n:] == tok.pad_token_id).all()
+    with pytest.raises(ValueError):
+        sample_completions(model, tok, PROMPTS[:2], 4, group_size=2)
