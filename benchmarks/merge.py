@@ -211,13 +211,13 @@ def bench_front(args) -> list[str]:
     from rsoup_lib.front import Front
     from rsoup_lib.models import count_parameters, load_policy
 
-    policy = "tiny"
+    policy = args.front_policy
     try:
-        model, tok = load_policy("tiny")
-    except Exception as err:  # the tiny model is built by another part of the project
-        print(f"note: policy 'tiny' unavailable ({err}); using tiny-random", file=sys.stderr)
+        model, tok = load_policy(policy)
+    except Exception as err:  # e.g. the tiny model's artifact is not built on this machine
+        print(f"note: policy {policy!r} unavailable ({err}); using tiny-random", file=sys.stderr)
         policy = "tiny-random"
-        model, tok = load_policy("tiny-random")
+        model, tok = load_policy(policy)
     model.eval()
     sft, _ = load_policy(policy)
     sft.eval()
@@ -230,32 +230,29 @@ def bench_front(args) -> list[str]:
     kwargs = dict(rewards=["sentiment", "conciseness"], n=args.eval_n, seed=1, sft=(sft, tok), max_new_tokens=args.eval_tokens)
 
     front = Front.from_state_dicts(model, init, endpoints)
-    t_merge = t_eval = 0.0
-    t_all = time.perf_counter()
-    for lam in lambdas:
-        t0 = time.perf_counter()
-        front.lerp([1 - lam, lam])
-        t1 = time.perf_counter()
-        evaluate((model, tok), **kwargs)
-        t_merge, t_eval = t_merge + t1 - t0, t_eval + time.perf_counter() - t1
-    t_all = time.perf_counter() - t_all
-
-    # The same front, merged from disk per point (what the front helper avoids).
-    t_disk = t_disk_eval = 0.0
+    evaluate((model, tok), **kwargs)  # warm-up (first-call costs), not timed
+    # Per point, side by side: the in-place front, then the same point merged on disk and reloaded.
+    t_merge = t_eval = t_disk = t_disk_eval = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for name, sd in [("a", endpoints[0]), ("b", endpoints[1])]:
-            model.load_state_dict(sd, strict=False)
+        for name, weights in [("a", [1.0, 0.0]), ("b", [0.0, 1.0])]:  # the endpoints as model folders
+            front.lerp(weights)
             model.save_pretrained(tmp / name)
             tok.save_pretrained(tmp / name)
         for lam in lambdas:
             t0 = time.perf_counter()
+            front.lerp([1 - lam, lam])
+            t1 = time.perf_counter()
+            evaluate((model, tok), **kwargs)
+            t2 = time.perf_counter()
             merge_folders("lerp", [tmp / "a", tmp / "b"], tmp / "point", weights=[1 - lam, lam], overwrite=True)
             point, point_tok = load_policy(str(tmp / "point"))
             point.eval()
-            t1 = time.perf_counter()
+            t3 = time.perf_counter()
             evaluate((point, point_tok), **kwargs)
-            t_disk, t_disk_eval = t_disk + t1 - t0, t_disk_eval + time.perf_counter() - t1
+            t4 = time.perf_counter()
+            t_merge, t_eval, t_disk, t_disk_eval = t_merge + t1 - t0, t_eval + t2 - t1, t_disk + t3 - t2, t_disk_eval + t4 - t3
+    t_all = t_merge + t_eval
     n = count_parameters(model)
     return [
         f"(a) front of {len(lambdas)} points on '{policy}' ({n / 1e6:.2f}M params); per point: {args.eval_n} completions x "
@@ -275,6 +272,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--vocab", type=int, default=32000)
+    p.add_argument("--front-policy", default="tiny", help="(a): the policy (tiny-random when it cannot be loaded)")
     p.add_argument("--eval-n", type=int, default=32, help="(a): completions per front point")
     p.add_argument("--eval-tokens", type=int, default=32, help="(a): new tokens per completion")
     p.add_argument("--json", default=None, help="also write the lines to this JSON file")

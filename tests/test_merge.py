@@ -558,3 +558,36 @@ def test_cli_bf16_round_trip(tmp_path):
         assert bool((diff <= expected[k].float().abs() * 2**-7 + 1e-7).all())
     ref = ref_lerp([np_sd(sd) for sd in sds], [0.3, 0.7])
     assert max(float(np.abs(merged.get_parameter(k).detach().double().numpy() - ref[k]).max()) for k in ref) <= 2**-8  # half a bf16 ulp at |w| ~ 1
+
+
+def test_cli_sharded_models_keep_their_layout(tmp_path):
+    from rsoup_lib.models import load_policy
+
+    sds = []
+    for name, s in [("a", 1), ("b", 2)]:
+        model, tok = load_policy("tiny-random", seed=s)
+        model.save_pretrained(tmp_path / name, max_shard_size="60KB")
+        tok.save_pretrained(tmp_path / name)
+        sds.append({k: v.detach().clone() for k, v in model.named_parameters()})
+    shards = sorted(p.name for p in (tmp_path / "a").glob("*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "a" / "model.safetensors.index.json").is_file()
+    assert rsoup("merge", "--method", "lerp", "--models", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m") == 0
+    assert sorted(p.name for p in (tmp_path / "m").glob("*.safetensors")) == shards
+    assert max_err(load_params(tmp_path / "m"), ref_lerp([np_sd(sd) for sd in sds], [0.5, 0.5])) < TOL
+
+
+def test_cli_merge_never_imports_torch(folders):
+    """The file-to-file merge computes with numpy: no torch import time in `rsoup merge`."""
+    import subprocess
+    import sys
+
+    tmp, *_ = folders
+    code = (
+        "import sys; from rsoup_lib.cli import main; "
+        f"rc = main(['merge', '--method', 'slerp', '--init', {str(tmp / 'init')!r}, '--models', "
+        f"{str(tmp / 'a')!r}, {str(tmp / 'b')!r}, '--out', {str(tmp / 'x')!r}]); "
+        "assert rc == 0 and 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp / "x" / "model.safetensors").is_file()

@@ -325,6 +325,10 @@ def merge_folders(method, models, out, init=None, weights=None, lam=None, eta=No
     if lora_mode == "ab":
         if method != "lerp":
             raise UserError("--lora-mode ab (averaging A and B separately) is defined for --method lerp only")
+        if init_ck is not None:
+            import sys
+
+            print("note: --init is not used by --lora-mode ab (A and B are averaged directly)", file=sys.stderr)
         alphas = {ck.lora_alpha_and_rslora() for ck in inputs}
         if len(alphas) > 1:
             raise UserError(f"--lora-mode ab needs adapters with the same lora_alpha and use_rslora, got {sorted(alphas)}")
