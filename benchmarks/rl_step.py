@@ -6,13 +6,14 @@ Prints, side by side and measured in this one process run:
    trainer is a warm-up and is not counted) of ``rsoup_lib.rl.train`` and of
    ``trl.RLOOTrainer`` (use_cpu=True) on the same policy, prompts, reward, batch (prompts x k),
    completion length, beta, learning rate, float32, no gradient checkpointing, constant LR.
-   Ours runs twice (before and after TRL) so that a change of machine load shows up.
+   Each runs twice, alternated (ours, TRL, ours, TRL), so that a change of machine load shows up.
 2. our model FLOPs utilisation: model FLOPs of a step (2 N per token forward, 6 N per token
    forward+backward, N = parameters doing matmuls incl. the output projection) over the step
    time, against the float32 matmul peak measured here and now (``torch.mm`` of 2048^2).
 3. peak memory of the log-prob computation (forward + backward) at SmolLM2's vocabulary
    (49,152) and hidden size (576), ours (chunked) vs the naive full log-softmax; each in a
-   fresh subprocess, measured as the rise of its peak RSS over the inputs.
+   fresh subprocess, measured as its peak RSS minus its RSS just before the computation (so
+   both include the gradients of the inputs: 113 MiB for the 49,152 x 576 projection).
 
 The CPU may be shared: ``os.getloadavg()`` is printed before and after.
 
@@ -75,7 +76,7 @@ def run_ours(args, prompts, tag) -> dict:
 
 
 # ----------------------------------------------------------------------------- TRL
-def run_trl(args, prompts) -> dict:
+def run_trl(args, prompts, tag) -> dict:
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -121,7 +122,7 @@ def run_trl(args, prompts) -> dict:
         logs = [h for h in trainer.state.log_history if "completions/mean_length" in h][1:]
     times = timer.times[1:]
     return {
-        "who": "trl.RLOOTrainer",
+        "who": f"trl.RLOOTrainer ({tag})",
         "samples_per_s": n * len(times) / sum(times),
         "step_s": statistics.median(times),
         "generate_s": float("nan"),
@@ -155,9 +156,9 @@ def memory_probe(which: str, batch: int, length: int, hidden: int, vocab: int) -
     h = torch.randn(batch, length, hidden, requires_grad=True)
     w = (torch.randn(vocab, hidden) * 0.02).requires_grad_(True)
     y = torch.randint(0, vocab, (batch, length))
-    token_logprobs(h[:1, :8], w, y[:1, :8])[0].sum().backward()  # warm up kernels, small
-    h.grad = w.grad = None
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    import psutil
+
+    base = psutil.Process().memory_info().rss  # now, with the inputs allocated (and touched)
     fn = token_logprobs if which == "ours" else naive_token_logprobs
     t = time.perf_counter()
     logp, _ = fn(h, w, y)
@@ -204,11 +205,14 @@ def main() -> None:
           f"max_new_tokens={args.max_new_tokens}, beta={args.beta}, steps={args.steps} (first not counted), "
           f"torch threads={torch.get_num_threads()}, cpus={os.cpu_count()}")
     print(load_avg())
+    mem = measure_memory(*map(int, args.mem_shape.split(",")))  # first: a clean environment
     peak = matmul_peak()
-    rows = [run_ours(args, prompts, "1st")]
-    if not args.skip_trl:
-        rows.append(run_trl(args, prompts))
-    rows.append(run_ours(args, prompts, "2nd"))
+    rows = []
+    for rep in ("1st", "2nd"):  # alternated, so that a change of load hits both
+        rows.append(run_ours(args, prompts, rep))
+        if not args.skip_trl:
+            rows.append(run_trl(args, prompts, rep))
+    peak = max(peak, matmul_peak())
     print(load_avg())
 
     print(f"\n{'trainer':20s} {'samples/s':>10s} {'step s':>8s} {'gen s':>8s} {'compl. tokens':>14s}")
@@ -219,7 +223,9 @@ def main() -> None:
     ours_sps = statistics.mean(r["samples_per_s"] for r in ours)
     trl = [r for r in rows if r["who"].startswith("trl")]
     if trl:
-        print(f"speed-up ours / TRL (samples/s, mean of our two runs): {ours_sps / trl[0]['samples_per_s']:.2f}x")
+        trl_sps = statistics.mean(r["samples_per_s"] for r in trl)
+        pairs = ", ".join(f"{o['samples_per_s'] / t['samples_per_s']:.2f}x" for o, t in zip(ours, trl))
+        print(f"speed-up ours / TRL (samples/s, mean of two runs each): {ours_sps / trl_sps:.2f}x; per pair: {pairs}")
 
     flops = step_flops(args, prompts, statistics.mean(r["completion_tokens"] for r in ours))
     step_s = statistics.mean(r["step_s"] for r in ours)
@@ -227,7 +233,6 @@ def main() -> None:
     print(f"our step: {flops / 1e9:.2f} GFLOP model FLOPs in {step_s:.3f} s = {flops / step_s / 1e9:.2f} GFLOP/s, "
           f"MFU {flops / step_s / peak:.1%}")
 
-    mem = measure_memory(*map(int, args.mem_shape.split(",")))
     b, t, h, v = map(int, args.mem_shape.split(","))
     print(f"\nlog-prob forward+backward at batch {b} x {t} tokens, hidden {h}, vocab {v}:")
     for m in mem:
