@@ -402,7 +402,6 @@ def _save_checkpoint(out_dir: Path, step: int, trainable, optimizer, ema, rng_st
 
 def _load_checkpoint(ckpt: Path, trainable, optimizer, ema, rank: int, world: int) -> int:
     import torch
-
     from safetensors.torch import load_file
 
     state = json.loads((ckpt / "state.json").read_text())
@@ -466,9 +465,8 @@ def _train(
     progress: bool = True,
     stop_at_step: int | None = None,
 ) -> Path:
-
+    """``train``'s body (see there and the module docstring)."""
     import torch
-
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -595,7 +593,11 @@ def _train(
                 ema[n] = new[n]
 
         # 4. metrics (means over the global batch), checkpoint
-        all_rewards = {r.name: torch.tensor(r(instructions, sampled.texts)).sum() for r in log_rewards}
+        all_rewards = {  # every registered reward of the same completions (the trained one is not re-scored)
+            r.name: scores.sum().cpu() if (reward_fn is None and r.name == config.reward)
+            else torch.tensor(r(instructions, sampled.texts)).sum()
+            for r in log_rewards
+        }
         stats = torch.cat([sums, scores.sum()[None], torch.stack(list(all_rewards.values())).to(device)])
         if world > 1:
             stats = accelerator.reduce(stats, reduction="sum")
