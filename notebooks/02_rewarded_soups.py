@@ -62,7 +62,7 @@ lora_rank = 16
 reward_pair = ["sentiment", "conciseness"]
 third_reward = "specificity"
 mus = [0.25, 0.5, 0.75]  # MORL preferences: weight of the second reward
-simplex_steps = 4  # the 3-reward simplex grid has step 1/simplex_steps
+simplex_steps = 3  # the 3-reward simplex grid has step 1/simplex_steps (3: 10 points, centre included)
 lora_lambdas = [0.0, 0.25, 0.5, 0.75, 1.0]
 lora_steps_fraction = 0.33  # the LoRA pair trains for this share of steps (all of them under LoRA profiles)
 
@@ -364,6 +364,9 @@ for lam in lora_lambdas:
     num = sum(float((ab[n] - delta_w[n]).pow(2).sum()) for n in ab)
     den = sum(float(delta_w[n].pow(2).sum()) for n in ab)
     rel_diff.append((num / den) ** 0.5 if den > 0 else 0.0)
+    if lam in (0.0, 1.0):  # one adapter alone: both merges are that adapter, no need to evaluate twice
+        lora_points["A/B average"].append(lora_points["ΔW merge"][-1])
+        continue
     Front(lora_base, [ab], init=base_params).liti(1.0)  # base + s (sum_i lambda_i B_i)(sum_i lambda_i A_i)
     lora_points["A/B average"].append(row(score((lora_base, tokenizer)), lam=lam))
 lora_front.reset()
@@ -412,7 +415,7 @@ lines.append(
 )
 best_corner = max(corner[r] for r in all_rewards)
 lines.append(
-    f"- **Three rewards**: {sum(pareto3)} of the {len(grid)} simplex points are Pareto-optimal over "
+    f"- **Three rewards**: {sum(pareto3)} of the {len(grid)} simplex points {'is' if sum(pareto3) == 1 else 'are'} Pareto-optimal over "
     f"({', '.join(all_rewards)}); the most central soup λ = ({', '.join(f'{x:.2f}' for x in center_w)}) scores "
     + ", ".join(f"`{r}` {center[r]:+.3f} (specialist {corner[r]:+.3f})" for r in all_rewards) + "."
 )
