@@ -48,7 +48,8 @@ examples:
   rsoup merge --method lerp --models runs/sentiment runs/concise --weights 0.3 0.7 --out runs/soup
   rsoup merge --method slerp --init runs/sft --models runs/a runs/b --lam 0.5 --out runs/slerp
   rsoup merge --method liti --init runs/sft --models runs/slerp --eta 0.3 --out runs/liti
-  rsoup merge --method lerp --init base/ --models lora_a lora_b --lora-mode ab --out soup_adapter
+  rsoup merge --method lerp --init base/ --models lora_a lora_b --weights 0.5 0.5 --out soup_model
+  rsoup merge --method lerp --models lora_a lora_b --lora-mode ab --out soup_adapter
 """
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5")
