@@ -73,7 +73,7 @@ def _stage_done(out: Path, artifact: str, config: dict) -> bool:
     if not path.is_file():
         return False
     entry = read_manifest(out).get("artifacts", {}).get(artifact)
-    if not entry or entry.get("config") != json.loads(json.dumps(config)):
+    if not entry or entry.get("config") != json.loads(json.dumps(config)) or not entry.get("complete", True):
         return False
     try:
         verify_artifact(artifact, out)
@@ -99,6 +99,25 @@ def teacher_pairs(path: Path, clean: bool = True) -> list[tuple[str, str]]:
 
     pairs = [(r["prompt"], clean_review(r["raw"]) if clean else r["raw"].strip()) for r in read_rows(path)]
     return [(x, y) for x, y in pairs if y]
+
+
+def record_teacher(cfg: BuildConfig, out: Path, seconds: float | None) -> None:
+    """Record the teacher files in the manifest, with row counts; ``complete`` is False when
+    fewer rows than configured were written (an interrupted run: the next build resumes it)."""
+    from rsoup_lib.prompts import load_prompts
+    from rsoup_lib.teacher import read_rows
+
+    teacher_dir = out / "teacher"
+    counts, complete = {}, True
+    for name, tc in (("train", cfg.teacher), ("heldout", cfg.heldout)):
+        rows = len(read_rows(teacher_dir / f"{name}.jsonl"))
+        n_prompts = len(load_prompts(tc.split, out))
+        expected = min(n_prompts, tc.max_prompts or n_prompts) * tc.samples_per_prompt
+        counts[name] = {"rows": rows, "expected": expected, "reviews": len(teacher_pairs(teacher_dir / f"{name}.jsonl", tc.clean))}
+        complete &= rows >= expected
+    record_artifact(out, "teacher", [teacher_dir / "train.jsonl", teacher_dir / "heldout.jsonl"],
+                    {"train": asdict(cfg.teacher), "heldout": asdict(cfg.heldout)}, seconds, counts=counts,
+                    complete=complete)
 
 
 def build(cfg: BuildConfig, out: Path = DATA_DIR, work: Path | None = None, only: list[str] | None = None,
@@ -159,9 +178,7 @@ def build(cfg: BuildConfig, out: Path = DATA_DIR, work: Path | None = None, only
         # The small held-out set first, so that an interrupted build can already be evaluated.
         generate_reviews(cfg.heldout, load_prompts("test", out), teacher_dir / "heldout.jsonl")
         generate_reviews(cfg.teacher, load_prompts("train", out), teacher_dir / "train.jsonl")
-        kept = {s: len(teacher_pairs(teacher_dir / f"{s}.jsonl", cfg.teacher.clean)) for s in ("train", "heldout")}
-        record_artifact(out, "teacher", [teacher_dir / "train.jsonl", teacher_dir / "heldout.jsonl"], teacher_cfg,
-                        time.perf_counter() - t0, reviews_kept=kept)
+        record_teacher(cfg, out, time.perf_counter() - t0)
         times["teacher"] = time.perf_counter() - t0
 
     # 4. tokenizer

@@ -1,15 +1,18 @@
 """Teacher demonstrations: movie reviews written by SmolLM2-135M-Instruct for the prompt set.
 
 For every prompt we sample ``samples_per_prompt`` reviews through the teacher's chat template
-(system message "You are a film critic.", which is shorter than SmolLM2's default one:
-prompt tokens cost as much as generated ones here), with ``kv_sampling`` (top-k, temperature), in batches, and append each batch to a JSONL
-file as soon as it is done. A killed run resumes where it stopped: the rows already in the file
-are counted per prompt and only the missing ones are generated. Sampling is seeded per batch
-(seed, batch index), so a resumed run writes what an uninterrupted one would have.
+(system message "You are a film critic.", shorter than SmolLM2's default one: on CPU prompt
+tokens cost about as much as generated ones) with ``kv_sampling`` (temperature, top-k), in
+batches, appending each batch to a JSONL file as soon as it is done. The work list is a fixed
+order of (prompt, sample index) pairs, so a killed run resumes where it stopped: the rows in the
+file are skipped (a line torn by the kill is dropped and regenerated). Sampling is seeded per
+batch (seed, batch index), so on the same machine a resumed run writes what an uninterrupted
+one would have.
 
 Each row is ``{"prompt_id", "prompt", "sample", "raw", "review"}``: ``raw`` is the decoded
 completion, ``review`` its cleaned form (``clean_review``) or ``null`` when it was dropped
-(empty, a refusal, meta talk, or degenerate repetition). Consumers use rows with a review.
+(empty, a refusal, meta talk, or degenerate repetition). Consumers re-clean ``raw``
+(``databuild.teacher_pairs``), so the rules can change without regenerating.
 """
 
 from __future__ import annotations
