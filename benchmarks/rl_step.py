@@ -131,9 +131,12 @@ def run_trl(args, prompts, tag) -> dict:
 
 
 # ----------------------------------------------------------------------------- FLOPs
-def step_flops(args, prompts, completion_tokens: float) -> float:
-    """Model FLOPs of one of our steps: sampling (forward over prompt + completion), policy
-    forward + backward and one anchor forward over the same tokens."""
+def step_flops(args, prompts, completion_tokens: float) -> tuple[float, float]:
+    """(model FLOPs, executed FLOPs) of one of our steps: sampling (a forward over prompt +
+    completion), policy forward + backward, one anchor forward: 2 + 6 + 2 = 10 N per token.
+    Model FLOPs count every completion's prompt (what the work needs in a plain implementation,
+    the usual MFU convention); executed FLOPs count each prompt once per group of k, as our
+    prompt sharing runs it."""
     from rsoup_lib.models import load_policy, render_prompt
 
     model, tokenizer = load_policy(args.policy)
@@ -141,8 +144,9 @@ def step_flops(args, prompts, completion_tokens: float) -> float:
     head = model.get_output_embeddings().weight.numel()
     n_matmul = sum(p.numel() for p in model.parameters()) - emb + head  # tied head counted once as matmul
     prompt_tokens = statistics.mean(len(tokenizer(render_prompt(tokenizer, p))["input_ids"]) for p in prompts)
-    tokens = (prompt_tokens + completion_tokens) * args.batch_prompts * args.k
-    return tokens * n_matmul * (2 + 6 + 2)
+    model_tokens = (prompt_tokens + completion_tokens) * args.batch_prompts * args.k
+    executed_tokens = prompt_tokens * args.batch_prompts + completion_tokens * args.batch_prompts * args.k
+    return model_tokens * n_matmul * 10, executed_tokens * n_matmul * 10
 
 
 # ----------------------------------------------------------------------------- memory
@@ -189,6 +193,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--beta", type=float, default=0.05)
     p.add_argument("--skip-trl", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for both trainers (default: torch's)")
     p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     p.add_argument("--mem-shape", default="16,128,576,49152", help="batch,length,hidden,vocab of the memory test")
     args = p.parse_args()
@@ -199,6 +204,9 @@ def main() -> None:
     import torch
 
     from rsoup_lib.prompts import load_prompts
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     prompts = [r["prompt"] for r in load_prompts("train")]
     print(f"rl_step benchmark: policy={args.policy} batch={args.batch_prompts} prompts x k={args.k}, "
@@ -213,6 +221,10 @@ def main() -> None:
         if not args.skip_trl:
             rows.append(run_trl(args, prompts, rep))
     peak = max(peak, matmul_peak())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count())
+    peak_all = matmul_peak()
+    torch.set_num_threads(threads)
     print(load_avg())
 
     print(f"\n{'trainer':20s} {'samples/s':>10s} {'step s':>8s} {'gen s':>8s} {'compl. tokens':>14s}")
@@ -227,11 +239,15 @@ def main() -> None:
         pairs = ", ".join(f"{o['samples_per_s'] / t['samples_per_s']:.2f}x" for o, t in zip(ours, trl))
         print(f"speed-up ours / TRL (samples/s, mean of two runs each): {ours_sps / trl_sps:.2f}x; per pair: {pairs}")
 
-    flops = step_flops(args, prompts, statistics.mean(r["completion_tokens"] for r in ours))
+    flops, executed = step_flops(args, prompts, statistics.mean(r["completion_tokens"] for r in ours))
     step_s = statistics.mean(r["step_s"] for r in ours)
-    print(f"\nmatmul peak (float32 2048^2 mm, {torch.get_num_threads()} threads): {peak / 1e9:.1f} GFLOP/s")
+    print(f"\nmatmul peak (float32 2048^2 mm): {peak / 1e9:.1f} GFLOP/s with {threads} thread(s) (the trainers' "
+          f"setting), {peak_all / 1e9:.1f} GFLOP/s with {os.cpu_count()}")
     print(f"our step: {flops / 1e9:.2f} GFLOP model FLOPs in {step_s:.3f} s = {flops / step_s / 1e9:.2f} GFLOP/s, "
-          f"MFU {flops / step_s / peak:.1%}")
+          f"MFU {flops / step_s / peak:.1%} of the {threads}-thread peak, {flops / step_s / peak_all:.1%} of the "
+          f"{os.cpu_count()}-thread peak")
+    print(f"  (executed FLOPs, prompts run once per group of k: {executed / 1e9:.2f} GFLOP = "
+          f"{executed / step_s / 1e9:.2f} GFLOP/s, {executed / step_s / peak:.1%} of the {threads}-thread peak)")
 
     b, t, h, v = map(int, args.mem_shape.split(","))
     print(f"\nlog-prob forward+backward at batch {b} x {t} tokens, hidden {h}, vocab {v}:")

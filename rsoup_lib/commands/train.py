@@ -27,6 +27,8 @@ def add_arguments(p) -> None:
 
     p.add_argument("--out", required=True, help="output folder (resumed if it holds a checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's); 1 is much faster on a busy machine")
     for f in dataclasses.fields(RLConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
@@ -43,7 +45,7 @@ def run(args) -> int:
     from rsoup_lib.rl import RLConfig, policy_dir, train
 
     config = RLConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLConfig)})
-    out = train(config, args.out, progress=not args.no_progress)
+    out = train(config, args.out, progress=not args.no_progress, num_threads=args.threads)
     summary = out / "summary.json"
     if summary.is_file():
         print(json.dumps({"policy": str(policy_dir(out)), **json.loads(summary.read_text())}))
