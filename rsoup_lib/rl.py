@@ -697,9 +697,34 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return [json.loads(l) for l in path.read_text().splitlines() if l]
 
 
+def init_identity(policy: str) -> str | None:
+    """The checksum of a shipped policy's weights (``tiny``: data/MANIFEST.json), so that a
+    retrained ``tiny`` does not hit runs cached from the old one. None for other names:
+    folders and ``cache:KEY/...`` names are already specific."""
+    try:
+        from rsoup_lib.manifest import read_manifest
+
+        files = read_manifest().get("files", {})
+    except Exception:  # no manifest: nothing to add
+        return None
+    entry = files.get(f"{policy}/model.safetensors")
+    return entry["sha256"] if entry else None
+
+
+def cache_config(config: RLConfig) -> dict:
+    """What the run cache keys an RL run on: the config, plus the init's checksum when known."""
+    key = asdict(config)
+    identity = init_identity(config.policy)
+    if identity:
+        key["init_sha256"] = identity
+    return key
+
+
 def cached_train(config: RLConfig, progress: bool = True, num_threads: int | None = None) -> Path:
     """``train`` through the run cache (kind "rl"): a config trained before is not trained again.
     Returns the run folder (``policy_dir(run)`` is the model)."""
     from rsoup_lib.cache import cached_run
 
-    return cached_run("rl", asdict(config), lambda d: train(config, d, progress=progress, num_threads=num_threads))
+    return cached_run(
+        "rl", cache_config(config), lambda d: train(config, d, progress=progress, num_threads=num_threads)
+    )

@@ -300,3 +300,18 @@ def test_grouped_sampling_equals_ungrouped_and_stops_at_eos():
             assert row[n - 1] == tok.eos_token_id and (row[n:] == tok.pad_token_id).all()
     with pytest.raises(ValueError):
         sample_completions(model, tok, PROMPTS[:2], 4, group_size=2)
+
+
+def test_cached_train_trains_once_and_keys_on_the_shipped_init(tmp_path, monkeypatch):
+    import rsoup_lib.rl as rl
+
+    calls = []
+    real = rl.train
+    monkeypatch.setattr(rl, "train", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = tiny(steps=1)
+    first = rl.cached_train(cfg, progress=False)
+    again = rl.cached_train(cfg, progress=False)
+    assert first == again and len(calls) == 1 and (first / "policy" / "config.json").is_file()
+    assert "init_sha256" not in rl.cache_config(cfg)  # tiny-random: built in code, nothing to add
+    monkeypatch.setattr(rl, "init_identity", lambda policy: "abc")
+    assert rl.cache_config(cfg)["init_sha256"] == "abc"
