@@ -190,7 +190,7 @@ def main() -> None:
     p.add_argument("--batch-prompts", type=int, default=8)
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--beta", type=float, default=0.05)
     p.add_argument("--skip-trl", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch threads for both trainers (default: torch's)")
