@@ -47,6 +47,7 @@ profile = "cpu"
 policy = "tiny"
 device = "cpu"
 dtype = "float32"
+threads = 1  # torch CPU threads (0: torch's default)
 steps = 150
 batch_prompts = 8
 k = 4
@@ -82,6 +83,10 @@ from rsoup_lib.models import load_policy
 from rsoup_lib.pareto import distance_to_front, hypervolume_2d, pareto_mask
 from rsoup_lib.rl import RLConfig, cached_train, policy_dir, read_metrics
 
+if threads:
+    import torch
+
+    torch.set_num_threads(threads)
 r1, r2 = reward_pair
 all_rewards = [r1, r2, third_reward]
 

@@ -43,6 +43,7 @@ profile = "cpu"
 policy = "tiny"
 device = "cpu"
 dtype = "float32"
+threads = 1  # torch CPU threads (0: torch's default)
 steps = 150
 batch_prompts = 8
 k = 4
@@ -60,7 +61,7 @@ ema_rate = 0.01  # mu, the EMA anchor's rate (WARP: 0.01)
 beta_multipliers = [0.0, 1.0, 4.0]  # stage a: beta x these (0 shows reward hacking)
 liti_etas = [0.0, 0.1, 0.3, 0.5, 0.8, 1.0]
 max_m = 3  # stage c: fronts for M from 2 to max_m
-iterations = 3  # stage d: I from 1 to iterations
+iterations = 2  # stage d: I from 1 to iterations (3 in the paper; 2 fits the CPU budget)
 warp_eta = 0.3  # LITI step between iterations
 
 # %%
@@ -81,6 +82,8 @@ from rsoup_lib.rl import RLConfig, cached_train, policy_dir, read_metrics
 from rsoup_lib.warp import WarpConfig, evaluate_front, load_state_dict, policy_state, warp
 
 torch.manual_seed(seed)
+if threads:
+    torch.set_num_threads(threads)
 base = RLConfig(
     policy=policy, reward=reward, steps=steps, batch_prompts=batch_prompts, k=k,
     max_new_tokens=max_new_tokens, lr=lr, beta=beta, ema_rate=ema_rate, lora=lora,
