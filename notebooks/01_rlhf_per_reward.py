@@ -74,6 +74,7 @@ import time
 
 import pandas as pd
 import plotly.graph_objects as go
+import torch
 from IPython.display import Markdown, display
 from plotly.subplots import make_subplots
 
@@ -82,6 +83,8 @@ from rsoup_lib.models import load_policy
 from rsoup_lib.prompts import load_prompts
 from rsoup_lib.rewards import FILM_TERMS, REWARDS, get_reward
 from rsoup_lib.rl import RLConfig, cached_train, policy_dir, read_metrics
+
+torch.set_num_threads(threads)  # this kernel's training and evaluation
 
 # %% [markdown]
 # ## Training one policy per reward
