@@ -35,10 +35,10 @@ import torch
 from IPython.display import Markdown, display
 
 import rsoup_lib
-from rsoup_lib.models import count_parameters, load_policy
+from rsoup_lib.models import count_parameters, load_policy, parameter_breakdown
 from rsoup_lib.profiles import get_profile
 from rsoup_lib.prompts import load_prompts
-from rsoup_lib.sampling import complete
+from rsoup_lib.kv_sampling import sample
 
 # %% [markdown]
 # ## The profile and the machine
@@ -93,25 +93,6 @@ for name in names:
     load_seconds[name] = time.perf_counter() - t0
 
 
-def breakdown(model) -> dict[str, int]:
-    """Parameters by role: embeddings (input and output), attention, MLP, norms."""
-    parts = {"embeddings": 0, "attention": 0, "MLP": 0, "norms": 0}
-    seen = set()
-    for pname, p in model.named_parameters():
-        if id(p) in seen:  # tied input/output embeddings count once
-            continue
-        seen.add(id(p))
-        if "embed" in pname or "lm_head" in pname:
-            parts["embeddings"] += p.numel()
-        elif "attn" in pname:
-            parts["attention"] += p.numel()
-        elif "mlp" in pname:
-            parts["MLP"] += p.numel()
-        else:
-            parts["norms"] += p.numel()
-    return parts
-
-
 rows = []
 for name, (model, tok) in models.items():
     cfg = model.config
@@ -131,7 +112,7 @@ for role in ["embeddings", "attention", "MLP", "norms"]:
     fig.add_bar(
         name=role,
         x=list(models),
-        y=[breakdown(m)[role] / 1e6 for m, _ in models.values()],
+        y=[parameter_breakdown(m)[role] / 1e6 for m, _ in models.values()],
     )
 fig.update_layout(
     barmode="stack",
@@ -154,7 +135,7 @@ sample_rows = []
 gen_speed = {}
 for name, (model, tok) in models.items():
     t0 = time.perf_counter()
-    outs = complete(model, tok, test_prompts, max_new_tokens=max_new_tokens, seed=seed)
+    outs = sample(model, tok, test_prompts, max_new_tokens=max_new_tokens, seed=seed)
     gen_speed[name] = len(test_prompts) * max_new_tokens / (time.perf_counter() - t0)
     for prompt, out in zip(test_prompts, outs):
         text = out.replace("\n", " ").replace("|", "/")
@@ -175,7 +156,7 @@ for name, (model, tok) in models.items():
     for bs in batch_sizes:
         prompts = (test_prompts * bs)[:bs]
         t0 = time.perf_counter()
-        complete(model, tok, prompts, max_new_tokens=max_new_tokens, seed=seed, batch_size=bs)
+        sample(model, tok, prompts, max_new_tokens=max_new_tokens, seed=seed, batch_size=bs)
         speeds.append(bs * max_new_tokens / (time.perf_counter() - t0))
     speed_fig.add_scatter(x=batch_sizes, y=speeds, mode="lines+markers", name=name)
 speed_fig.update_layout(

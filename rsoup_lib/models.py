@@ -175,3 +175,23 @@ def render_prompt(tokenizer, instruction: str) -> str:
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def parameter_breakdown(model) -> dict[str, int]:
+    """Parameters by role: embeddings (input and output), attention, MLP, norms; tied tensors
+    (an output projection tied to the embeddings) count once."""
+    parts = {"embeddings": 0, "attention": 0, "MLP": 0, "norms": 0}
+    seen = set()
+    for name, p in model.named_parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        if "embed" in name or "lm_head" in name:
+            parts["embeddings"] += p.numel()
+        elif "attn" in name:
+            parts["attention"] += p.numel()
+        elif "mlp" in name:
+            parts["MLP"] += p.numel()
+        else:
+            parts["norms"] += p.numel()
+    return parts

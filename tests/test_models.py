@@ -80,3 +80,12 @@ def test_smollm2_converts_once_and_writes_through_its_chat_template():
     # Second load comes from the safetensors folder.
     model2, _ = load_policy("smollm2-135m-instruct")
     assert torch.equal(model2.model.embed_tokens.weight, model.model.embed_tokens.weight)
+
+
+def test_parameter_breakdown_adds_up_and_counts_tied_weights_once():
+    from rsoup_lib.models import count_parameters, load_policy, parameter_breakdown
+
+    model, _ = load_policy("tiny-random")
+    parts = parameter_breakdown(model)
+    assert sum(parts.values()) == count_parameters(model)
+    assert all(v > 0 for v in parts.values())
