@@ -39,6 +39,9 @@ import rsoup_lib
 from rsoup_lib.models import count_parameters, load_policy, parameter_breakdown
 from rsoup_lib.profiles import get_profile
 from rsoup_lib.prompts import load_prompts
+
+if threads:
+    torch.set_num_threads(threads)
 from rsoup_lib.kv_sampling import sample
 
 # %% [markdown]
@@ -85,8 +88,6 @@ display(Markdown(f"Parameters of the `{profile}` profile:\n\n| parameter | value
 # teacher is skipped.
 
 # %%
-if threads:
-    torch.set_num_threads(threads)
 names = [policy] + ([teacher] if teacher else [])
 models = {}
 load_seconds = {}
