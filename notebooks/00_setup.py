@@ -38,11 +38,11 @@ from IPython.display import Markdown, display
 import rsoup_lib
 from rsoup_lib.models import count_parameters, load_policy, parameter_breakdown
 from rsoup_lib.profiles import get_profile
+from rsoup_lib.kv_sampling import sample
 from rsoup_lib.prompts import load_prompts
 
 if threads:
     torch.set_num_threads(threads)
-from rsoup_lib.kv_sampling import sample
 
 # %% [markdown]
 # ## The profile and the machine
