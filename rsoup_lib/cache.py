@@ -26,7 +26,10 @@ from rsoup_lib.errors import UserError
 from rsoup_lib.io import atomic_dir, atomic_write_json, canonical_json, config_hash
 
 # Bump the version of a kind when its code changes the result for the same config.
-ALGO_VERSIONS: dict[str, str] = {}
+ALGO_VERSIONS: dict[str, str] = {
+    "rl": "1",  # rsoup_lib.rl.train
+    "warp-merge": "1",  # rsoup_lib.warp.warp_iteration's SLERP + LITI
+}
 
 ENTRY_FILE = "cache_entry.json"
 
