@@ -41,8 +41,8 @@ class BuildConfig:
     heldout: TeacherConfig = field(default_factory=lambda: TeacherConfig(split="test", samples_per_prompt=1, seed=1))
     vocab_size: int = 8192
     shape: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)
-    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, batch_size=16, seq_len=128, lr=2e-3))
-    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, batch_size=32, lr=1e-3, warmup=30))
+    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, batch_size=16, seq_len=128, lr=2e-3))
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=250, batch_size=32, lr=1e-3, warmup=20))
     max_documents: int | None = None  # Brown samples used (None: all 500)
     weights_dtype: str = "float32"  # dtype of the committed tiny/ weights
     seed: int = 0
@@ -219,8 +219,11 @@ def build(cfg: BuildConfig, out: Path = DATA_DIR, work: Path | None = None, only
         times["pretrain"] = time.perf_counter() - t0
 
     # 6. SFT on the teacher's reviews
+    from rsoup_lib.teacher import read_rows
+
+    # The number of teacher rows is part of the config: SFT is redone when the teacher file grows.
     sft_cfg = {"pretrained": pre_cfg, "teacher": teacher_cfg["train"], "train": asdict(cfg.sft),
-               "weights_dtype": cfg.weights_dtype}
+               "weights_dtype": cfg.weights_dtype, "teacher_rows": len(read_rows(teacher_dir / "train.jsonl"))}
     if "sft" in stages and not _stage_done(out, "tiny", sft_cfg):
         t0 = stage("sft")
         tokenizer = AutoTokenizer.from_pretrained(pre_dir)
