@@ -115,16 +115,22 @@ def report(data_dir: Path = DATA_DIR, n_samples: int = 64, max_new_tokens: int =
 
     # Samples.
     prompts = [p["prompt"] for p in load_prompts("test", data_dir)[:n_samples]]
-    torch.manual_seed(seed)
     load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    texts = sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=1.0, seed=seed,
-                   batch_size=n_samples)
-    seconds = time.perf_counter() - t0
+    # Timed with one torch thread and with the default: on a busy 2-core machine every parallel
+    # op of a small model waits for its second thread, which can cost 10x.
+    seconds = {}
+    default_threads = torch.get_num_threads()
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        texts = sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=1.0, seed=seed,
+                       batch_size=n_samples)
+        seconds[threads] = time.perf_counter() - t0
+    torch.set_num_threads(default_threads)
     out["tiny_samples"] = {
         **sample_stats(texts, vocab),
         "max_new_tokens": max_new_tokens,
-        "seconds": seconds,
+        "seconds_by_threads": seconds,
         "load_average_1min": load_before,
     }
     out["pretrained_samples"] = sample_stats(
@@ -180,9 +186,11 @@ def markdown(r: dict) -> str:
         lines.append(f"| {key} | {fmt.format(s[key])} | {fmt.format(p[key])} |")
     lines += [
         "",
-        f"Sampling the {s['n']} reviews of {s['max_new_tokens']} new tokens took {s['seconds']:.2f} s "
-        f"(`rsoup_lib.kv_sampling.sample`, one batch; 1-minute load average {s['load_average_1min']:.1f} "
-        f"on {r['machine']['cpus']} cores when it started).",
+        f"Sampling the {s['n']} reviews of {s['max_new_tokens']} new tokens (`rsoup_lib.kv_sampling.sample`, "
+        "one batch) took "
+        + ", ".join(f"{sec:.2f} s with {th} torch thread{'s' if int(th) > 1 else ''}"
+                    for th, sec in s["seconds_by_threads"].items())
+        + f" (1-minute load average {s['load_average_1min']:.1f} on {r['machine']['cpus']} cores when it started).",
         "",
         "Wall time and size of each artifact:",
         "",
