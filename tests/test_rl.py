@@ -204,7 +204,8 @@ TRAIN_SCRIPT = textwrap.dedent(
     out = train(cfg, sys.argv[1], prompts=prompts, reward_fn=reward, progress=False)
     import rsoup_lib.rl as rl
     state = PartialState()
-    print("RANK", state.process_index, "OF", state.num_processes, flush=True)
+    # one string per process: the two share the pipe, and print(a, b, ...) writes piecewise
+    print(f"RANK {state.process_index} OF {state.num_processes}", flush=True)
     """
 )
 
