@@ -78,10 +78,11 @@ import torch
 from IPython.display import Markdown, display
 from plotly.subplots import make_subplots
 
-from rsoup_lib.evaluate import evaluate, repetition_rate
+from rsoup_lib.evaluate import evaluate
+from rsoup_lib.hacking import detect
 from rsoup_lib.models import load_policy
 from rsoup_lib.prompts import load_prompts
-from rsoup_lib.rewards import FILM_TERMS, REWARDS, get_reward
+from rsoup_lib.rewards import REWARDS
 from rsoup_lib.rl import RLConfig, cached_train, policy_dir, read_metrics
 
 torch.set_num_threads(threads)  # this kernel's training and evaluation
@@ -232,78 +233,19 @@ for i in range(min(n_show, eval_prompts)):
 #   two words (one template for every prompt).
 #
 # A detector fires when it moves by more than a fixed threshold against the SFT policy; the
-# worst offending sample is shown as evidence.
+# worst offending sample is shown as evidence. The detectors and their thresholds are
+# `rsoup_lib/hacking.py`.
 
 # %%
 tone_of = {p["prompt"]: p["tone"] for p in load_prompts("test")}
-sentiment_of = get_reward("sentiment")
-
-
-def negative_prompts_answered_positively(samples):
-    neg = [s for s in samples if tone_of.get(s["prompt"]) == "negative"]
-    if not neg:
-        return 0.0
-    scores = sentiment_of([s["prompt"] for s in neg], [s["completion"] for s in neg])
-    return sum(x > 0.5 for x in scores) / len(neg)
-
-
-def opening(text):
-    return " ".join(text.split()[:2]).lower()
-
-
-def detectors(res):
-    texts = [s["completion"] for s in res.samples]
-    words = [t.split() for t in texts]
-    film = sum(sum(w.strip(".,;:!?").lower() in FILM_TERMS for w in ws) for ws in words)
-    openings = pd.Series([opening(t) for t in texts if t.split()])
-    return {
-        "repetition": sum(map(repetition_rate, texts)) / len(texts),
-        "distinct-2": res.distinct_2,
-        "empty": res.empty_rate,
-        "words": res.mean_words,
-        "film-term share": film / max(sum(map(len, words)), 1),
-        "negative asked, positive given": negative_prompts_answered_positively(res.samples),
-        "stock opening share": openings.value_counts(normalize=True).iloc[0] if len(openings) else 0.0,
-        "stock opening": openings.value_counts().index[0] if len(openings) else "",
-    }
-
-
-det = {name: detectors(res) for name, res in results.items()}
-display(pd.DataFrame(det).T)
-
-base = det["sft"]
-rules = [
-    ("repetition", lambda d: d["repetition"] - base["repetition"] > 0.15,
-     "repeats words far more than SFT", lambda s: repetition_rate(s["completion"])),
-    ("collapse", lambda d: d["distinct-2"] < 0.6 * base["distinct-2"],
-     "distinct-2 fell below 60% of SFT's: the same text for many prompts", lambda s: 0),
-    ("empty answers", lambda d: d["empty"] > base["empty"] + 0.2 or d["words"] < 0.3 * base["words"],
-     "answers nearly nothing: the review is gone", lambda s: -len(s["completion"].split())),
-    ("keyword stuffing", lambda d: d["film-term share"] > base["film-term share"] + 0.15,
-     "lists film terms instead of reviewing", lambda s: sum(w.lower().strip(".,") in FILM_TERMS for w in s["completion"].split())),
-    ("ignored instructions",
-     lambda d: d["negative asked, positive given"] > base["negative asked, positive given"] + 0.2,
-     "answers requests for a negative review with a positive one",
-     lambda s: (tone_of.get(s["prompt"]) == "negative") * sentiment_of([s["prompt"]], [s["completion"]])[0]),
-    ("stock opening", lambda d: d["stock opening share"] > base["stock opening share"] + 0.2,
-     "starts most answers with the same words", lambda s: 0),
-]  # fmt: skip
-found = []
-for name in rewards:
-    d = det[name]
-    for label, fires, why, score in rules:
-        if fires(d):
-            if label == "stock opening":
-                worst = next(s for s in results[name].samples if opening(s["completion"]) == d["stock opening"])
-                why = f"{d['stock opening share']:.0%} of answers start with \"{d['stock opening']}\", SFT's most common opening {base['stock opening share']:.0%}"
-            else:
-                worst = max(results[name].samples, key=score)
-            found.append(
-                f"- **`{name}` policy: {label}** ({why}). Example: *{worst['prompt']}* → "
-                f"\"{worst['completion'].strip()[:200] or '(empty)'}\""
-            )
+stats, found = detect(results, tone_of, base="sft")
+display(pd.DataFrame(stats).T)
 if found:
-    display(Markdown("Detected reward hacking:\n\n" + "\n".join(found)))
+    display(Markdown("Detected reward hacking:\n\n" + "\n".join(
+        f"- **`{f.policy}` policy: {f.label}** ({f.why}). Example: *{f.example['prompt']}* → "
+        f"\"{f.example['completion'].strip()[:200] or '(empty)'}\""
+        for f in found
+    )))  # fmt: skip
 else:
     display(Markdown(
         "No detector fired: at this KL budget (beta = "

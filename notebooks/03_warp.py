@@ -61,7 +61,8 @@ ema_rate = 0.01  # mu, the EMA anchor's rate (WARP: 0.01)
 beta_multipliers = [0.0, 1.0, 4.0]  # stage a: beta x these (0 shows reward hacking)
 liti_etas = [0.0, 0.1, 0.3, 0.5, 0.8, 1.0]
 max_m = 3  # stage c: fronts for M from 2 to max_m
-iterations = 2  # stage d: I from 1 to iterations (3 in the paper; 2 fits the CPU budget)
+trajectory_points = 4  # stage c: snapshots of the single run evaluated on held-out prompts
+iterations = 3  # stage d: I from 1 to iterations (3 in the paper)
 warp_eta = 0.3  # LITI step between iterations
 
 # %%
@@ -78,7 +79,8 @@ from rsoup_lib.front import Front
 from rsoup_lib.merge import lerp, slerp
 from rsoup_lib.models import load_policy
 from rsoup_lib.pareto import front_gap, hypervolume_2d
-from rsoup_lib.rl import RLConfig, cached_train, policy_dir, read_metrics
+from rsoup_lib.rl import RLConfig, cached_train, policy_dir, read_metrics, trajectory
+from rsoup_lib.verdicts import judge, smooth
 from rsoup_lib.warp import WarpConfig, evaluate_front, load_state_dict, policy_state, warp
 
 torch.manual_seed(seed)
@@ -90,6 +92,8 @@ base = RLConfig(
     lora_rank=lora_rank, seed=seed, device=device, dtype=dtype,
 )  # fmt: skip
 sft = load_policy(policy, device=device, dtype=dtype)
+# EMA-anchored runs keep snapshots along training (stage c evaluates one run's trajectory).
+snapshot_every = max(1, steps // trajectory_points)
 
 
 def held_out(model_or_name):
@@ -103,21 +107,6 @@ def held_out(model_or_name):
         "kl": r.kl_to_sft, "kl_se": r.kl_to_sft_stderr, "samples": r.samples,
     }  # fmt: skip
 
-
-def judge(value, se, claim):
-    """A verdict on a signed difference whose noise is ``se``: holds beyond two standard errors."""
-    if value is None or math.isnan(value):
-        return f"cannot be judged here (the curves share no KL range), so the claim that {claim} is untested"
-    if value > 2 * se:
-        return f"{claim}: the claim holds at this scale"
-    if value < -2 * se:
-        return f"the opposite of the claim ({claim}) is what we measure: it does not hold at this scale"
-    return f"the difference is within two standard errors ({2 * se:.3f}), so the claim that {claim} is not confirmed at this scale"
-
-
-def smooth(xs, w=10):
-    xs = np.asarray(xs, dtype=float)
-    return np.convolve(xs, np.ones(w) / w, mode="valid") if len(xs) >= w else xs
 
 
 # %% [markdown]
@@ -134,7 +123,7 @@ betas = [beta * m for m in beta_multipliers]
 stage_a = {}
 for b in betas:
     for anchor in (["sft"] if b == 0 else ["sft", "ema"]):
-        cfg = dataclasses.replace(base, beta=b, anchor=anchor)
+        cfg = dataclasses.replace(base, beta=b, anchor=anchor, snapshot_every=snapshot_every if anchor == "ema" else 0)
         run = cached_train(cfg, progress=False)
         stage_a[(b, anchor)] = {"run": run, "metrics": read_metrics(run), "eval": held_out(str(policy_dir(run)))}
 
@@ -195,7 +184,7 @@ if hack is not None:
 
 # %%
 warp_cfg = WarpConfig(
-    rl=dataclasses.replace(base, anchor="ema"), m=2, iterations=1, eta=warp_eta,
+    rl=dataclasses.replace(base, anchor="ema", snapshot_every=snapshot_every), m=2, iterations=1, eta=warp_eta,
     front_etas=tuple(liti_etas), eval_prompts=eval_prompts, eval_seed=seed + 1,
     eval_max_new_tokens=eval_max_new_tokens,
 )  # fmt: skip
@@ -312,9 +301,11 @@ display(Markdown(f"**Verdict (b).** {verdict_b}"))
 # ## c. LITI: trading reward for KL along a front
 #
 # The SLERP of $M$ runs, interpolated towards the SFT init with $\eta$ in `liti_etas`, against
-# the trajectory of a single EMA-anchored run. $M = 2$ reuses the runs of stage b; $M = 3$ adds
-# one more seed. The single run's trajectory is its training-batch estimate (smoothed), and its
-# end point is also evaluated on the held-out prompts.
+# the trajectory of a single EMA-anchored run (the first run of stage b). $M = 2$ reuses the
+# runs of stage b; $M = 3$ adds one more seed. The single run kept `trajectory_points`
+# snapshots along training; each snapshot is evaluated on the same held-out prompts as the
+# fronts, so the trajectory and the fronts are measured alike. The run's training-batch
+# estimates (smoothed) are drawn faintly for reference.
 
 # %%
 liti_fronts = {}
@@ -323,15 +314,18 @@ for m_models in range(2, max_m + 1):
     it = warp(cfg_m, progress=False)[0]
     liti_fronts[m_models] = evaluate_front(cfg_m, it.slerp, tuple(liti_etas))
 
-single = stage_a.get((beta, "ema")) or {"metrics": read_metrics(it1.runs[0]), "eval": held_out(str(policy_dir(it1.runs[0])))}
+single_run = it1.runs[0]
+single_traj = [{"step": step, **held_out(name)} for step, name in trajectory(single_run)]
+single_metrics = read_metrics(single_run)
 fig = go.Figure()
 fig.add_scatter(
-    x=smooth([r["kl_sft"] for r in single["metrics"]]), y=smooth([r["reward"] for r in single["metrics"]]),
-    name="single run (training)", line=dict(color="#7f7f7f"),
+    x=smooth([r["kl_sft"] for r in single_metrics]), y=smooth([r["reward"] for r in single_metrics]),
+    name="single run (training batches)", line=dict(color="#c7c7c7"),
 )  # fmt: skip
 fig.add_scatter(
-    x=[single["eval"]["kl"]], y=[single["eval"]["reward"]], mode="markers", name="single run (held-out)",
-    marker=dict(color="#7f7f7f", size=10, symbol="diamond"),
+    x=[p["kl"] for p in single_traj], y=[p["reward"] for p in single_traj], mode="lines+markers",
+    name="single run (held-out, by step)", line=dict(color="#7f7f7f"), marker=dict(size=9, symbol="diamond"),
+    text=[f"step {p['step']}" for p in single_traj], error_y=dict(array=[p["reward_se"] for p in single_traj]),
 )  # fmt: skip
 for m_models, pts in liti_fronts.items():
     fig.add_scatter(
@@ -340,29 +334,31 @@ for m_models, pts in liti_fronts.items():
         error_y=dict(array=[p["rewards"][reward]["stderr"] for p in pts]),
     )  # fmt: skip
 fig.update_layout(
-    title="LITI fronts vs a single run", xaxis_title="KL to the SFT policy", yaxis_title=f"{reward} reward",
-    height=480,
+    title="LITI fronts vs a single run's trajectory", xaxis_title="KL to the SFT policy",
+    yaxis_title=f"{reward} reward", height=480,
 )  # fmt: skip
 fig.show()
 
 # %%
-traj_pts = list(zip(smooth([r["kl_sft"] for r in single["metrics"]]), smooth([r["reward"] for r in single["metrics"]])))
+traj_pts = [(p["kl"], p["reward"]) for p in single_traj]
+final = single_traj[-1]
 gaps_c = {m_: front_gap([(p["kl_to_sft"], p["rewards"][reward]["mean"]) for p in pts], traj_pts) for m_, pts in liti_fronts.items()}
 end_best = {
-    m_: max(p["rewards"][reward]["mean"] for p in pts if p["kl_to_sft"] <= single["eval"]["kl"] + 1e-9)
-    if any(p["kl_to_sft"] <= single["eval"]["kl"] + 1e-9 for p in pts) else float("nan")
+    m_: max(p["rewards"][reward]["mean"] for p in pts if p["kl_to_sft"] <= final["kl"] + 1e-9)
+    if any(p["kl_to_sft"] <= final["kl"] + 1e-9 for p in pts) else float("nan")
     for m_, pts in liti_fronts.items()
 }  # fmt: skip
 lines = [
-    f"M={m_}: mean gap to the single run's trajectory {g:+.3f} reward; best held-out reward within the single run's "
-    f"final KL ({single['eval']['kl']:.2f}): {end_best[m_]:.3f} vs the run's {single['eval']['reward']:.3f}"
+    f"M={m_}: mean gap to the single run's held-out trajectory {g:+.3f} reward at equal KL; best reward within "
+    f"the run's final KL ({final['kl']:.2f}): {end_best[m_]:.3f} vs the run's {final['reward']:.3f}"
     for m_, g in gaps_c.items()
 ]
-se_c = float(np.mean([p["rewards"][reward]["stderr"] for pts in liti_fronts.values() for p in pts]))
+se_c = float(np.mean([p["rewards"][reward]["stderr"] for pts in liti_fronts.values() for p in pts]
+                     + [p["reward_se"] for p in single_traj]))  # fmt: skip
 display(Markdown(
     "**Verdict (c).** " + "; ".join(lines) + ". For M=2, "
     + judge(gaps_c[2], se_c, "the LITI front lies above the single run's trajectory") + "."
-    + " (The trajectory is estimated on training batches, the fronts on held-out prompts.)"
+    + f" (Trajectory: the init and {len(single_traj) - 1} policies along the run, every {snapshot_every} steps.)"
 ))  # fmt: skip
 
 # %% [markdown]
@@ -371,12 +367,16 @@ display(Markdown(
 # Each iteration starts from the previous iteration's LITI output
 # $\theta^{i} = (1-\eta)\,\theta^{i-1} + \eta\,\theta_{slerp}^{i}$ (here $\eta$ = `warp_eta`),
 # trains $M = 2$ new EMA-anchored runs from it, and merges them. The front of iteration $i$ is
-# $\{(1-\eta')\,\theta_{sft} + \eta'\,\theta_{slerp}^{i}\}$. Iteration 1 is stage b's.
+# $\{(1-\eta')\,\theta_{sft} + \eta'\,\theta_{slerp}^{i}\}$. Iteration 1 is stage b's, and
+# its front is stage c's $M = 2$ front (the same merge, not evaluated twice).
 
 # %%
 iter_cfg = dataclasses.replace(warp_cfg, iterations=iterations)
 its = warp(iter_cfg, progress=False)
-iter_fronts = {it.index: evaluate_front(iter_cfg, it.slerp, tuple(liti_etas)) for it in its}
+iter_fronts = {
+    it.index: liti_fronts[2] if it.slerp == it1.slerp else evaluate_front(iter_cfg, it.slerp, tuple(liti_etas))
+    for it in its
+}  # fmt: skip
 fig = go.Figure()
 for i, pts in iter_fronts.items():
     fig.add_scatter(
@@ -405,8 +405,12 @@ se_d = float(np.mean([p["rewards"][reward]["stderr"] for pts in iter_fronts.valu
 if last == 1:
     verdict_d += "Only one iteration was run."
 else:
+    steps_d = ", ".join(
+        f"I={i} vs I={i - 1}: {front_gap(pts_of[i], pts_of[i - 1]):+.3f}" for i in sorted(pts_of) if i > 1
+    )
     verdict_d += (
-        f"At equal KL, iteration {last}'s front is {gap_d:+.3f} reward from iteration 1's over their common KL range; "
+        f"Reward gained at equal KL over the common KL range, iteration by iteration: {steps_d}. "
+        f"Iteration {last}'s front is {gap_d:+.3f} reward from iteration 1's; "
         + judge(gap_d, se_d, f"iteration {last} improves on iteration 1's front") + "."
     )
 display(Markdown(f"**Verdict (d).** {verdict_d}"))

@@ -38,6 +38,8 @@ Run folder written by ``train(config, out_dir)``::
     metrics.jsonl       one JSON line per step (rewards, KLs, entropy, grad norm, seconds)
     checkpoints/step-N/ the latest checkpoint (weights, optimiser, EMA anchor, RNG states);
                         removed once the run completes
+    snapshots/step-N/   the policy after N steps, every ``snapshot_every`` steps (kept; a model
+                        folder like policy/), to evaluate a run's trajectory on held-out prompts
     policy/             the trained policy, a Hugging Face model folder (LoRA merged in)
     adapter/            the LoRA adapter (LoRA runs only)
     summary.json        written last: the run is complete
@@ -102,6 +104,7 @@ class RLConfig:
     temperature: float = 1.0  # sampling temperature (log-probs use the same)
     prompt_split: str = "train"  # rsoup_lib.prompts split, when train() is given no prompts
     checkpoint_every: int = 50  # steps between checkpoints; 0: none
+    snapshot_every: int = 0  # steps between kept policy snapshots (snapshots/step-N/); 0: none
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -640,6 +643,8 @@ def _train(
             if main:
                 _save_checkpoint(out_dir, done, trainable, optimizer, ema, rng_states, config)
             accelerator.wait_for_everyone()
+        if config.snapshot_every and done % config.snapshot_every == 0 and done < config.steps and main:
+            _save_snapshot(model, tokenizer, config, out_dir, done)
         if stop_at_step is not None and done >= stop_at_step:
             bar.close()
             return out_dir
@@ -672,6 +677,31 @@ def _save_policy(model, tokenizer, config: RLConfig, out_dir: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / "rsoup_policy.json", meta)
+
+
+def _save_snapshot(model, tokenizer, config: RLConfig, out_dir: Path, step: int) -> None:
+    """The policy after ``step`` steps as a model folder (LoRA merged into a copy; training goes on)."""
+    if config.lora:
+        model = copy.deepcopy(model).merge_and_unload()
+    with atomic_dir(Path(out_dir) / "snapshots" / f"step-{step}") as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / "rsoup_policy.json", {"init": config.policy, "reward": config.reward, "steps": step})
+
+
+def trajectory(run_dir: str | Path) -> list[tuple[int, str]]:
+    """The policies along a run as (step, policy name): the init at step 0, every snapshot, and
+    the final policy. Evaluate them to get the run's trajectory on held-out prompts (rather than
+    the training-batch estimates in metrics.jsonl)."""
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    points = [(0, config["policy"])]
+    snaps = run_dir / "snapshots"
+    if snaps.is_dir():
+        found = [(int(d.name.split("-")[1]), str(d)) for d in snaps.iterdir() if d.name.startswith("step-")]
+        points += sorted(found)
+    points.append((config["steps"], str(policy_dir(run_dir))))
+    return points
 
 
 def _summary(metrics_path: Path) -> dict:
@@ -714,6 +744,8 @@ def init_identity(policy: str) -> str | None:
 def cache_config(config: RLConfig) -> dict:
     """What the run cache keys an RL run on: the config, plus the init's checksum when known."""
     key = asdict(config)
+    if not key["snapshot_every"]:
+        del key["snapshot_every"]  # added later: runs without snapshots keep their earlier keys
     identity = init_identity(config.policy)
     if identity:
         key["init_sha256"] = identity

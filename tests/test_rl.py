@@ -171,6 +171,28 @@ def test_lora_trains_adapters_and_saves_a_merged_policy(tmp_path):
     assert rows[-1]["kl_anchor"] != pytest.approx(rows[-1]["kl_sft"])
 
 
+@pytest.mark.parametrize("variant", [dict(), dict(lora=True, lora_rank=4)])
+def test_snapshots_are_the_policy_after_n_steps(variant, tmp_path):
+    """A snapshot at step 2 of a 4-step run holds the same weights as a 2-step run's final
+    policy; the trajectory lists the init, the snapshots and the final policy in step order."""
+    from rsoup_lib.rl import cache_config, trajectory
+
+    cfg = tiny(steps=4, snapshot_every=2, lr=1e-2, **variant)
+    run = train(cfg, tmp_path / "long", prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    short = train(tiny(steps=2, lr=1e-2, **variant), tmp_path / "short", prompts=PROMPTS, reward_fn=e_rate,
+                  progress=False)
+    points = trajectory(run)
+    assert [s for s, _ in points] == [0, 2, 4]
+    assert points[0][1] == "tiny-random" and points[-1][1] == str(policy_dir(run))
+    snap, two = load_file(f"{points[1][1]}/model.safetensors"), final_weights(short)
+    assert snap.keys() == two.keys()
+    for name in two:
+        torch.testing.assert_close(snap[name], two[name], rtol=0, atol=1e-6)
+    assert any(not torch.equal(snap[n], final_weights(run)[n]) for n in two)
+    # runs without snapshots keep the cache key they had before the option existed
+    assert "snapshot_every" not in cache_config(tiny()) and "snapshot_every" in cache_config(cfg)
+
+
 # ------------------------------------------------------------------ exact resume
 @pytest.mark.parametrize("variant", [dict(anchor="sft"), dict(anchor="ema", ema_rate=0.3),
                                      dict(lora=True, lora_rank=4, anchor="ema", ema_rate=0.3)])
