@@ -38,7 +38,7 @@ from IPython.display import Markdown, display
 import rsoup_lib
 from rsoup_lib.models import count_parameters, load_policy, parameter_breakdown
 from rsoup_lib.profiles import get_profile
-from rsoup_lib.kv_sampling import sample
+from rsoup_lib.sampling import sample
 from rsoup_lib.prompts import load_prompts
 
 if threads:

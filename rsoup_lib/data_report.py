@@ -77,7 +77,7 @@ def report(data_dir: Path = DATA_DIR, n_samples: int = 64, max_new_tokens: int =
     from transformers import AutoModelForCausalLM
 
     from rsoup_lib.databuild import teacher_pairs
-    from rsoup_lib.kv_sampling import sample
+    from rsoup_lib.sampling import sample
     from rsoup_lib.lm_training import completion_nll, sft_example
     from rsoup_lib.manifest import read_manifest, verified_dir
     from rsoup_lib.models import count_parameters, load_policy
@@ -186,7 +186,7 @@ def markdown(r: dict) -> str:
         lines.append(f"| {key} | {fmt.format(s[key])} | {fmt.format(p[key])} |")
     lines += [
         "",
-        f"Sampling the {s['n']} reviews of {s['max_new_tokens']} new tokens (`rsoup_lib.kv_sampling.sample`, "
+        f"Sampling the {s['n']} reviews of {s['max_new_tokens']} new tokens (`rsoup_lib.sampling.sample`, "
         "one batch) took "
         + ", ".join(f"{sec:.2f} s with {th} torch thread{'s' if int(th) > 1 else ''}"
                     for th, sec in s["seconds_by_threads"].items())

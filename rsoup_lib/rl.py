@@ -219,30 +219,20 @@ class Sampled:
     texts: list[str]  # decoded completions
 
 
-def sample_token(logits: "torch.Tensor", temperature: float = 1.0) -> "torch.Tensor":
-    """One draw per row from softmax(logits / temperature), by inverting the CDF with one uniform
-    per row (torch's global RNG). On CPU this is about 5x faster than ``torch.multinomial`` at an
-    8k vocabulary, which is what ``generate`` uses and what dominated its per-token cost."""
-    import torch
-
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    cdf = probs.cumsum_(-1)
-    u = torch.rand(cdf.shape[0], 1, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
-
-
 def sample_completions(
     model, tokenizer, instructions: Sequence[str], max_new_tokens: int, temperature: float = 1.0,
     group_size: int = 1,
 ) -> Sampled:
-    """One completion per instruction: ancestral sampling (no top-k / top-p) with a KV cache.
+    """One completion per instruction: ancestral sampling over the whole vocabulary (no top-k /
+    top-p) with a KV cache (``rsoup_lib.sampling.decode`` with ``sample_token``, torch's global
+    RNG, so a resumed run draws what an uninterrupted one would).
 
     ``group_size`` k: rows come in groups of k identical instructions (RLOO); each distinct prompt
     is prefilled once and its cache repeated k times. Stops when every row has emitted EOS.
-    A short loop of our own rather than ``model.generate``: the same cache, without the
-    per-token cost of ``torch.multinomial`` (see ``sample_token``).
     """
     import torch
+
+    from rsoup_lib.sampling import decode, sample_token
 
     device = next(model.parameters()).device
     k = group_size
@@ -250,33 +240,12 @@ def sample_completions(
         raise ValueError(f"sample_completions: instructions must come in groups of {k} identical ones")
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     enc = encode_prompts(tokenizer, instructions[::k], device)
-    with torch.no_grad():
-        mask = enc["attention_mask"]
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        cache, logits = out.past_key_values, out.logits[:, -1]
-        prompt_ids = enc["input_ids"].repeat_interleave(k, dim=0)
-        prompt_mask = mask = mask.repeat_interleave(k, dim=0)
-        if k > 1:
-            cache.batch_repeat_interleave(k)
-            logits = logits.repeat_interleave(k, dim=0)
-        pos = pos[:, -1:].repeat_interleave(k, dim=0)
-        done = torch.zeros(len(instructions), dtype=torch.bool, device=device)
-        new = []
-        for _ in range(max_new_tokens):
-            token = sample_token(logits, temperature)
-            if eos is not None:
-                token = torch.where(done, torch.full_like(token, pad if pad is not None else eos), token)
-                done |= token == eos
-            new.append(token)
-            if bool(done.all()) or len(new) == max_new_tokens:
-                break
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            pos = pos + 1
-            out = model(input_ids=token[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache,
-                        use_cache=True)
-            cache, logits = out.past_key_values, out.logits[:, -1]
-    completion = torch.stack(new, dim=1)
+    completion = decode(
+        model, enc["input_ids"], enc["attention_mask"], max_new_tokens,
+        lambda logits: sample_token(logits, temperature), eos, pad, group_size=k,
+    )  # fmt: skip
+    prompt_ids = enc["input_ids"].repeat_interleave(k, dim=0)
+    prompt_mask = enc["attention_mask"].repeat_interleave(k, dim=0)
     cmask = completion_mask(completion, eos)
     lengths = cmask.sum(-1).long().tolist()
     texts = tokenizer.batch_decode([row[:n].tolist() for row, n in zip(completion, lengths)], skip_special_tokens=True)

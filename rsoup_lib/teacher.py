@@ -2,7 +2,7 @@
 
 For every prompt we sample ``samples_per_prompt`` reviews through the teacher's chat template
 (system message "You are a film critic.", shorter than SmolLM2's default one: on CPU prompt
-tokens cost about as much as generated ones) with ``kv_sampling`` (temperature, top-k), in
+tokens cost about as much as generated ones) with ``rsoup_lib.sampling`` (temperature, top-k), in
 batches, appending each batch to a JSONL file as soon as it is done. The work list is a fixed
 order of (prompt, sample index) pairs, so a killed run resumes where it stopped: the rows in the
 file are skipped (a line torn by the kill is dropped and regenerated). Sampling is seeded per
@@ -103,7 +103,7 @@ def generate_reviews(config: TeacherConfig, prompts: list[dict], out_path: Path,
     import torch
     from tqdm import tqdm
 
-    from rsoup_lib.kv_sampling import sample_ids
+    from rsoup_lib.sampling import sample_ids
     from rsoup_lib.models import load_policy
 
     out_path = Path(out_path)

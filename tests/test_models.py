@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rsoup_lib.errors import UserError
-from rsoup_lib.kv_sampling import sample, sample_ids
+from rsoup_lib.sampling import sample, sample_ids
 from rsoup_lib.manifest import DATA_DIR, verified_dir
 from rsoup_lib.models import POLICY_NAMES, count_parameters, load_policy, render_prompt
 

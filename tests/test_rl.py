@@ -292,7 +292,7 @@ def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
 
 # ------------------------------------------------------------------ sampling
 def test_sample_token_follows_the_distribution():
-    from rsoup_lib.rl import sample_token
+    from rsoup_lib.sampling import sample_token
 
     probs = torch.tensor([0.1, 0.0, 0.6, 0.3])
     torch.manual_seed(0)

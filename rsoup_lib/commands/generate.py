@@ -28,7 +28,7 @@ def run(args) -> int:
     import json
 
     from rsoup_lib.errors import UserError
-    from rsoup_lib.kv_sampling import sample
+    from rsoup_lib.sampling import sample
     from rsoup_lib.models import load_policy
     from rsoup_lib.prompts import load_prompts
 
