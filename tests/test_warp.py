@@ -82,3 +82,18 @@ def test_two_iterations_merge_as_the_formulas_say(tmp_path, monkeypatch):
     assert len(meta["iterations"]) == 2 and meta["front"] == [{"eta": 1.0}]
     assert (out / "iteration-2" / "liti" / "config.json").is_file()
     assert (out / "iteration-1" / "run-2" / "metrics.jsonl").is_file()
+
+
+def test_warp_tiny_config_is_the_cpu_books_recipe():
+    """configs/warp_tiny.yaml promises to reuse the WARP chapter's cached runs: its RL recipe must
+    be the cpu profile's, with the chapter's anchor, reward and snapshots (trajectory_points=4)."""
+    from pathlib import Path
+
+    from rsoup_lib.profiles import get_profile
+    from rsoup_lib.rl import RLConfig
+
+    cfg = WarpConfig.from_file(Path(__file__).parent.parent / "configs" / "warp_tiny.yaml")
+    cpu = get_profile("cpu")
+    assert cfg.rl == RLConfig.from_profile(cpu, reward="sentiment", anchor="ema", ema_rate=0.01,
+                                           snapshot_every=cpu.steps // 4)
+    assert cfg.iterations == 3 and cfg.eval_prompts == cpu.eval_prompts
