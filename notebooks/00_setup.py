@@ -37,12 +37,11 @@ from IPython.display import Markdown, display
 
 import rsoup_lib
 from rsoup_lib.models import count_parameters, load_policy, parameter_breakdown
-from rsoup_lib.profiles import get_profile
-from rsoup_lib.sampling import sample
+from rsoup_lib.profiles import get_profile, set_threads
 from rsoup_lib.prompts import load_prompts
+from rsoup_lib.sampling import sample
 
-if threads:
-    torch.set_num_threads(threads)
+set_threads(threads)
 
 # %% [markdown]
 # ## The profile and the machine

@@ -67,7 +67,7 @@ seed = 0
 lora = False
 lora_rank = 16
 rewards = ["sentiment", "readability", "conciseness", "specificity"]
-threads = 1  # torch CPU threads for training: on a shared 2-core box one thread was 10-40x faster than two
+threads = 1  # torch CPU threads (0: torch's default); on a busy 2-core box use 1
 
 # %%
 import time
@@ -81,11 +81,12 @@ from plotly.subplots import make_subplots
 from rsoup_lib.evaluate import evaluate
 from rsoup_lib.hacking import detect
 from rsoup_lib.models import load_policy
+from rsoup_lib.profiles import set_threads
 from rsoup_lib.prompts import load_prompts
 from rsoup_lib.rewards import REWARDS
 from rsoup_lib.rl import RLConfig, cached_train, policy_dir, read_metrics
 
-torch.set_num_threads(threads)  # this kernel's training and evaluation
+set_threads(threads)  # this kernel's training and evaluation
 
 # %% [markdown]
 # ## Training one policy per reward
@@ -104,7 +105,7 @@ configs = {
 runs, train_seconds = {}, {}
 for r, cfg in configs.items():
     t0 = time.perf_counter()
-    runs[r] = cached_train(cfg, progress=False, num_threads=threads)
+    runs[r] = cached_train(cfg, progress=False)
     train_seconds[r] = time.perf_counter() - t0
 metrics = {r: pd.DataFrame(read_metrics(run)) for r, run in runs.items()}
 display(Markdown(

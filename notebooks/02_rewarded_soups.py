@@ -81,12 +81,10 @@ from rsoup_lib.front import Front
 from rsoup_lib.merge import lora_ab_lerp, lora_deltas, lerp
 from rsoup_lib.models import load_policy
 from rsoup_lib.pareto import distance_to_front, hypervolume_2d, pareto_mask
+from rsoup_lib.profiles import set_threads
 from rsoup_lib.rl import RLConfig, cached_train, policy_dir, read_metrics
 
-if threads:
-    import torch
-
-    torch.set_num_threads(threads)
+set_threads(threads)
 r1, r2 = reward_pair
 all_rewards = [r1, r2, third_reward]
 

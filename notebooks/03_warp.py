@@ -79,13 +79,13 @@ from rsoup_lib.front import Front
 from rsoup_lib.merge import lerp, slerp
 from rsoup_lib.models import load_policy
 from rsoup_lib.pareto import front_gap, hypervolume_2d
+from rsoup_lib.profiles import set_threads
 from rsoup_lib.rl import RLConfig, cached_train, policy_dir, read_metrics, trajectory
 from rsoup_lib.verdicts import judge, smooth
 from rsoup_lib.warp import WarpConfig, evaluate_front, load_state_dict, policy_state, warp
 
 torch.manual_seed(seed)
-if threads:
-    torch.set_num_threads(threads)
+set_threads(threads)
 base = RLConfig(
     policy=policy, reward=reward, steps=steps, batch_prompts=batch_prompts, k=k,
     max_new_tokens=max_new_tokens, lr=lr, beta=beta, ema_rate=ema_rate, lora=lora,

@@ -35,8 +35,8 @@ class Profile:
     teacher: str = "smollm2-135m-instruct"
     device: str = "cpu"  # "cpu", "cuda" or "auto"
     dtype: str = "float32"
-    # torch CPU threads for the notebooks' work (0: torch's default). One thread: on the 2-core
-    # machine small-model RL ran as fast or faster with one, and never stalls on a busy machine.
+    # torch CPU threads for the notebooks' work (0: torch's default; capped at the core count).
+    # Small models are sensitive to this: see the cpu profile.
     threads: int = 1
     lora: bool = False  # LoRA adapters (peft) instead of full fine-tuning
     lora_rank: int = 16
@@ -85,6 +85,9 @@ PROFILES: dict[str, Profile] = {
             # reaches the sentiment of lr 3e-4 at half the KL to SFT; 100 steps keep chapter 1
             # (four runs) within about 7 minutes.
             steps=100,
+            # An RL step of tiny on the idle 2-core machine: 1.34 s with 1 thread, 0.70 s with 2.
+            # On a machine busy with other processes 2 threads stalled 10-40x: use -p threads=1.
+            threads=2,
             lr=1e-4,
         ),
         Profile(
@@ -107,6 +110,20 @@ PROFILES: dict[str, Profile] = {
 }
 
 DEFAULT_PROFILE = "cpu"
+
+
+def set_threads(threads: int) -> int:
+    """Apply a profile's ``threads`` to torch in this process: 0 keeps torch's default, and more
+    threads than CPU cores are capped at the core count. Returns the number of threads in use."""
+    import os
+
+    import torch
+
+    if threads < 0:
+        raise UserError(f"threads={threads}: use 0 for torch's default or a positive number")
+    if threads:
+        torch.set_num_threads(min(threads, os.cpu_count() or 1))
+    return torch.get_num_threads()
 
 
 def get_profile(name: str) -> Profile:

@@ -47,3 +47,21 @@ def test_overrides_parse_as_json_or_string(text, expected):
 def test_override_without_equals_is_an_error():
     with pytest.raises(UserError, match="name=value"):
         parse_override("steps")
+
+
+def test_set_threads_keeps_the_default_for_0_and_caps_at_the_cores():
+    import os
+
+    import torch
+
+    from rsoup_lib.profiles import set_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(0) == before
+        assert set_threads(1) == 1
+        assert set_threads(10_000) == (os.cpu_count() or 1)
+        with pytest.raises(UserError):
+            set_threads(-1)
+    finally:
+        torch.set_num_threads(before)
