@@ -398,17 +398,24 @@ for r in reward_pair:
     lines.append(
         f"- **LMC for `{r}`** {'holds' if holds else 'fails'}: over the {len(g)} interior values of λ the soup's "
         f"`{r}` is on average {g.gap.mean():+.3f} from the straight line between the endpoints "
-        f"(significantly above at {len(above)}, significantly below at {len(below)}"
+        f"(significantly above the line at {len(above)} of them, significantly below at {len(below)}"
         + (f", worst at λ = {below.loc[below.gap.idxmin(), 'lam']}" if not holds else "") + ")."
     )
-close = [d for d in dists if d > -0.02]
+within = [d for d in dists if abs(d) <= 0.02]
+beyond = [d for d in dists if d > 0.02]  # MORL reaches past the soup front
+inside = [d for d in dists if d < -0.02]  # the soup front dominates the MORL point
+if beyond:
+    conclusion = f"MORL reaches points the soup does not (up to {max(beyond):+.3f} beyond its front)."
+elif inside:
+    conclusion = "the soup front reaches or dominates every MORL point."
+else:
+    conclusion = "the soup front is close to MORL's."
 lines.append(
     f"- **RS vs MORL**: hypervolume {hv_rs:.4f} (soup, {len(lambdas)} points) vs {hv_morl:.4f} (MORL, {len(mus)} points)"
     + (f", a ratio of {hv_rs / hv_morl:.2f}" if hv_morl > 0 else "")
     + f". The MORL points lie at signed distances {', '.join(f'{d:+.3f}' for d in dists)} from the soup front "
-    f"(negative: below it, on the side the soup dominates; positive: beyond it); {len(close)} of {len(dists)} "
-    "are within 0.02 of it or beyond, i.e. "
-    + ("the soup front is close to MORL's." if len(close) == len(dists) else "MORL reaches points the soup does not.")
+    f"(negative: below it, on the side the soup dominates; positive: beyond it): {len(within)} of {len(dists)} "
+    f"within 0.02 of it, {len(beyond)} beyond, {len(inside)} below; " + conclusion
 )
 lines.append(
     f"- **Cost**: the soup needed 2 trainings ({rs_cost:.0f} s as recorded, shared with chapter 1) and "
