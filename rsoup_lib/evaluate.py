@@ -4,10 +4,12 @@
 (cycling through ``prompts``; ancestral sampling, the same as training) under ``seed``, and
 reports
 
-- every reward's mean and standard error (sample std / sqrt(n)),
+- every reward's mean and standard error (sample std / sqrt(n)), and its value on every prompt,
 - the KL to the SFT policy, a Monte Carlo estimate over the same completions
       KL(pi || pi_sft) ~ mean_y sum_t [log pi(y_t | .) - log pi_sft(y_t | .)]
-  with its standard error (methods.md section 1: the x-axis of every KL-reward figure),
+  with its standard error and its per-prompt terms (the x-axis of every KL-reward figure; book
+  chapter 1). "SFT" is the reference policy the run records (``runs.reference_of``): for WARP's
+  later iterations the original SFT policy, not the iteration's init,
 - diversity: distinct-1 and distinct-2 (unique n-grams / all n-grams, over all completions),
 - simple reward-hacking detectors: the repetition rate (share of words in a completion that
   repeat an earlier word of it), the empty-completion rate, the mean length in words,
@@ -15,6 +17,13 @@ reports
 
 The result is a dataclass whose ``to_dict()`` is JSON-serialisable. Same policy, prompts, n and
 seed: same numbers (the generator is seeded locally; the global RNG is left as it was).
+
+Paired comparisons: every policy of a chapter is evaluated on the same ``n`` prompts with the same
+seed, so row i of ``per_prompt[reward]`` (and of ``kl_per_prompt``) is the same prompt for every
+policy, sampled with the same random stream (common random numbers). Differences between two
+policies are then computed per prompt (``rsoup_lib.stats.paired_difference``) or by a bootstrap
+that resamples the same prompts for both (``rsoup_lib.stats.bootstrap``): their standard errors
+are those of the difference, usually much smaller than the two means' errors combined.
 """
 
 from __future__ import annotations
@@ -69,6 +78,21 @@ class EvalResult:
     empty_rate: float
     mean_words: float
     samples: list[dict[str, Any]] = field(default_factory=list)
+    per_prompt: dict[str, list[float]] = field(default_factory=dict)  # reward name -> value on prompt i
+    kl_per_prompt: list[float] = field(default_factory=list)  # sum_t log pi - log pi_sft, prompt i
+    prompts: list[str] = field(default_factory=list)  # the instruction of prompt i
+
+    def scores(self, name: str):
+        """Reward ``name`` on every prompt, as a numpy array (row i: prompt i)."""
+        import numpy as np
+
+        return np.asarray(self.per_prompt[name], dtype=float)
+
+    def kls(self):
+        """The per-prompt KL terms, as a numpy array (row i: prompt i)."""
+        import numpy as np
+
+        return np.asarray(self.kl_per_prompt, dtype=float)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,13 +110,6 @@ def _as_policy(policy, device: str, dtype: str):
 
     model, tokenizer = load_policy(resolve(str(policy)), device=device, dtype=dtype)
     return model.eval(), tokenizer
-
-
-def sft_of(policy) -> str | None:
-    """The init a trained policy folder records (``rsoup_policy.json``), if any."""
-    if isinstance(policy, (str, Path)) and (Path(policy) / "rsoup_policy.json").is_file():
-        return json.loads((Path(policy) / "rsoup_policy.json").read_text())["init"]
-    return None
 
 
 @torch.no_grad()
@@ -115,11 +132,13 @@ def evaluate(
 
     ``rewards``: a list of names or weighted sums, or a string of names "a,b".
     ``prompts``: default ``load_prompts("test")``. ``sft``: the reference for the KL (name, folder
-    or pair); default: the init recorded in the policy folder; None there too: no KL.
+    or pair); default: the reference recorded in the policy folder (``runs.reference_of``); None
+    there too: no KL.
     """
     from rsoup_lib.logprobs import completion_logprobs
     from rsoup_lib.rewards import get_reward
-    from rsoup_lib.rl import sample_completions
+    from rsoup_lib.runs import reference_of
+    from rsoup_lib.sampling import sample_completions
 
     if isinstance(rewards, str):
         rewards = [r for r in rewards.split(",") if r]
@@ -130,7 +149,7 @@ def evaluate(
         prompts = load_prompts("test")
     instr = [p["prompt"] if isinstance(p, dict) else str(p) for p in prompts]
     instr = [instr[i % len(instr)] for i in range(n)]
-    sft = sft if sft is not None else sft_of(policy)
+    sft = sft if sft is not None else reference_of(policy)
     model, tokenizer = _as_policy(policy, device, dtype)
     sft_pair = _as_policy(sft, device, dtype) if sft is not None else None
 
@@ -166,4 +185,7 @@ def evaluate(
         empty_rate=sum(not t.strip() for t in texts) / n,
         mean_words=sum(len(words(t)) for t in texts) / n,
         samples=samples,
+        per_prompt={name: list(map(float, s)) for name, s in scores.items()},
+        kl_per_prompt=[float(x) for x in kls],
+        prompts=instr,
     )

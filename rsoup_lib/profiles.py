@@ -15,6 +15,7 @@ may declare parameters of its own that no profile sets; its cell then holds the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -112,18 +113,31 @@ PROFILES: dict[str, Profile] = {
 DEFAULT_PROFILE = "cpu"
 
 
-def set_threads(threads: int) -> int:
-    """Apply a profile's ``threads`` to torch in this process: 0 keeps torch's default, and more
-    threads than CPU cores are capped at the core count. Returns the number of threads in use."""
+def set_threads(threads: int | None) -> int:
+    """Apply a thread count to torch in this process: None or 0 keeps torch's default, and more
+    threads than CPU cores are capped at the core count. Returns the number of threads in use.
+    The one place rsoup sets torch's CPU threads (notebooks, commands, the trainer)."""
     import os
 
     import torch
 
-    if threads < 0:
+    if threads is not None and threads < 0:
         raise UserError(f"threads={threads}: use 0 for torch's default or a positive number")
     if threads:
         torch.set_num_threads(min(threads, os.cpu_count() or 1))
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def using_threads(threads: int | None):
+    """``set_threads(threads)`` for the duration of a block, then torch's previous setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield set_threads(threads)
+    finally:
+        torch.set_num_threads(before)
 
 
 def get_profile(name: str) -> Profile:

@@ -1,57 +1,43 @@
-"""KL-regularised RLOO: the one RL trainer every chapter trains through (methods.md section 1).
+"""KL-regularised RLOO: the one RL trainer every chapter trains through (book chapter 1, "RLHF
+per reward"; WARP's EMA anchor is chapter 3).
 
 Objective, for prompts x and completions y ~ pi_theta(. | x):
 
     max_theta  E_x E_y [ r(x, y) - beta * KL(pi_theta(. | x) || pi_anchor(. | x)) ]
 
-Each step draws ``batch_prompts`` prompts and ``k`` completions per prompt, and shapes the reward
-of every completion with its own sequence-level KL estimate
+Each step of ``_train`` does, in this order:
 
-    r_beta(x, y_j) = r(x, y_j) - beta_j * sum_t [ log pi_theta(y_jt | .) - log pi_anchor(y_jt | .) ]
+1. **sample** ``k`` completions for each of ``batch_prompts`` prompts (``sampling.sample_completions``);
+2. **score** them with the reward r(x, y_j) (and, optionally, a per-sample KL coefficient beta_j);
+3. **shape** each reward with its own sequence-level KL estimate to the anchor
+       r_beta(x, y_j) = r(x, y_j) - beta_j * sum_t [ log pi_theta(y_jt | .) - log pi_anchor(y_jt | .) ];
+4. take **RLOO advantages**, the leave-one-out baseline over the k completions of one prompt,
+       A_j = r_beta_j - 1/(k-1) * sum_{i != j} r_beta_i;
+5. **loss**: REINFORCE on the sequence log-prob (or its token mean, ``loss_aggregation``),
+       loss = - mean_j  A_j * sum_t log pi_theta(y_jt | x, y_j<t);
+6. **step** the optimiser (gradients summed over processes);
+7. move the **EMA** anchor (WARP) when ``anchor = "ema"``:
+       theta_ema <- (1 - mu) theta_ema + mu theta,
+   kept in float32 whatever the model's dtype (in bfloat16, mu = 0.01 updates would round away).
 
-(``beta_j`` is ``beta`` unless a per-sample hook ``kl_coef_fn`` sets it). The advantage is the
-leave-one-out baseline over the k completions of the same prompt (RLOO),
+``Anchor`` holds the frozen policies of step 3: the anchor (the frozen init for ``sft``, the EMA for
+``ema``) and the reference that the logged "KL to SFT" is measured against (the init, or
+``config.reference`` for runs that start from something other than the SFT policy, such as
+WARP's later iterations). With LoRA (peft) only the adapters train, the frozen init is the base
+model with the adapters switched off, and the EMA runs over the adapter weights.
 
-    A_j = r_beta_j - 1/(k-1) * sum_{i != j} r_beta_i
+Cost of a step: one sampling pass (KV cache; each distinct prompt prefilled once for its k
+completions), one forward+backward of the policy, one no-grad forward of the anchor and, only when
+the anchor is not the reference, one more for the logged KL. Log-probs never materialise the full
+[batch, length, vocab] log-softmax (``rsoup_lib.logprobs``).
 
-and the loss is REINFORCE on the sequence log-prob (or its token mean, ``loss_aggregation``):
-
-    loss = - mean_j  A_j * sum_t log pi_theta(y_jt | x, y_j<t)
-
-The anchor is ``sft`` (the frozen initialisation) or ``ema`` (WARP): after every optimiser step
-
-    theta_ema <- (1 - mu) theta_ema + mu theta            (``ema_anchor_update``)
-
-With LoRA (peft) only the adapters train, the SFT anchor is the base model with the adapters
-switched off, and the EMA runs over the adapter weights.
-
-One step costs: one sampling pass (KV cache; each distinct prompt prefilled once for its k
-completions), one forward+backward of the policy, one no-grad forward of the anchor, and, only
-when the anchor is not the SFT policy, one no-grad forward of the SFT policy for the logged
-KL-to-SFT. The forwards also run each prompt once per group of k (``group_size`` in
-``rsoup_lib.logprobs.completion_logprobs``), and log-probs never materialise the full
-[batch, length, vocab] log-softmax (chunked).
-
-Run folder written by ``train(config, out_dir)``::
-
-    config.json         the RLConfig
-    metrics.jsonl       one JSON line per step (rewards, KLs, entropy, grad norm, seconds)
-    checkpoints/step-N/ the latest checkpoint (weights, optimiser, EMA anchor, RNG states);
-                        removed once the run completes
-    snapshots/step-N/   the policy after N steps, every ``snapshot_every`` steps (kept; a model
-                        folder like policy/), to evaluate a run's trajectory on held-out prompts
-    policy/             the trained policy, a Hugging Face model folder (LoRA merged in)
-    adapter/            the LoRA adapter (LoRA runs only)
-    summary.json        written last: the run is complete
-
+The run folder (config, metrics, checkpoints, snapshots, final policy) is ``rsoup_lib.runs``.
 Multi-process: under ``accelerate launch --multi_gpu --num_processes P`` (on a CPU-only machine
-this is how to get P processes: torchrun starts them and the trainer runs gloo on CPU;
-``--cpu --num_processes P`` starts a single process unless given an MPI hostfile) each process takes
+torchrun starts the processes and the trainer runs gloo on CPU) each process takes
 ``batch_prompts / P`` prompts of the step's batch and the gradients are summed across processes
-before the optimiser step, so the update is the same as one process computing the whole batch.
-Resume: ``train`` on a folder with a checkpoint continues from it; the data order is a pure
-function of (seed, step) and the RNG states are restored, so a resumed run ends with the same
-weights as an uninterrupted one.
+before the optimiser step, so the update is the one of a single process computing the whole batch.
+Resume: the data order is a pure function of (seed, step) and the checkpoints restore the RNG
+states, so a resumed run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -59,19 +45,22 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from rsoup_lib import runs
 from rsoup_lib.errors import UserError
-from rsoup_lib.io import atomic_dir, atomic_write_json, atomic_write_text
+from rsoup_lib.io import atomic_write_json
+from rsoup_lib.runs import policy_dir, read_metrics, trajectory  # noqa: F401  (the trainer's outputs)
 
 if TYPE_CHECKING:
     import torch
+
+    from rsoup_lib.sampling import Sampled
 
 # torch is imported inside the functions, so that `rsoup --help` (which reads RLConfig's fields
 # to build `rsoup train`'s flags) does not pay for it.
@@ -80,35 +69,41 @@ ANCHORS = ("sft", "ema")
 LOSS_AGGREGATIONS = ("sequence", "token_mean")
 
 
+def _field(default, help: str):
+    """A config field whose ``help`` reaches ``rsoup train --help``."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class RLConfig:
-    """Everything that determines an RL run (the run-cache key is ``asdict(config)``)."""
+    """Everything that determines an RL run (the run-cache key is ``cache_config(config)``)."""
 
-    policy: str = "tiny"  # initial policy: a name load_policy knows, a model folder, or cache:KEY/policy
-    reward: str = "sentiment"  # a reward name or a weighted sum "sentiment:0.5,conciseness:0.5"
-    steps: int = 150  # optimiser steps
-    batch_prompts: int = 8  # prompts per step (across all processes)
-    k: int = 4  # completions per prompt, k >= 2
-    max_new_tokens: int = 32
-    lr: float = 1e-4  # (3e-4 doubled the KL to SFT for the same reward on the tiny model)
-    beta: float = 0.05  # KL coefficient
-    anchor: str = "sft"  # "sft" or "ema"
-    ema_rate: float = 0.01  # mu of the EMA anchor
-    lora: bool = False
-    lora_rank: int = 16
-    lora_alpha: float = 32.0
-    grad_accum: int = 1  # micro-batches per optimiser step (split by prompt)
-    max_grad_norm: float = 1.0  # 0 disables clipping (the norm is still logged)
-    weight_decay: float = 0.0
-    loss_aggregation: str = "sequence"  # "sequence" (sum of token log-probs) or "token_mean"
-    temperature: float = 1.0  # sampling temperature (log-probs use the same)
-    prompt_split: str = "train"  # rsoup_lib.prompts split, when train() is given no prompts
-    checkpoint_every: int = 50  # steps between checkpoints; 0: none
-    snapshot_every: int = 0  # steps between kept policy snapshots (snapshots/step-N/); 0: none
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    logprob_chunk: int = 256  # positions per chunk of the log-prob computation (rsoup_lib.logprobs)
+    policy: str = _field("tiny", "initial policy: a name load_policy knows (tiny, smollm2-135m-instruct), a model folder, or cache:KEY/policy")
+    reward: str = _field("sentiment", 'a reward name or a weighted sum "sentiment:0.5,conciseness:0.5"')
+    steps: int = _field(150, "optimiser steps")
+    batch_prompts: int = _field(8, "prompts per step (across all processes)")
+    k: int = _field(4, "completions per prompt (RLOO needs k >= 2)")
+    max_new_tokens: int = _field(32, "tokens sampled per completion at most")
+    lr: float = _field(1e-4, "AdamW learning rate")
+    beta: float = _field(0.05, "KL coefficient beta (>= 0)")
+    anchor: str = _field("sft", "what the KL penalty pulls towards: sft (the frozen init) or ema (WARP)")
+    ema_rate: float = _field(0.01, "mu of the EMA anchor, in [0, 1]")
+    lora: bool = _field(False, "train LoRA adapters (peft) instead of every weight")
+    lora_rank: int = _field(16, "LoRA rank")
+    lora_alpha: float = _field(32.0, "LoRA alpha (scaling alpha / rank)")
+    grad_accum: int = _field(1, "micro-batches per optimiser step (split by prompt)")
+    max_grad_norm: float = _field(1.0, "gradient clipping norm; 0 disables clipping (the norm is still logged)")
+    weight_decay: float = _field(0.0, "AdamW weight decay")
+    loss_aggregation: str = _field("sequence", "sequence (sum of token log-probs) or token_mean")
+    temperature: float = _field(1.0, "sampling temperature (the log-probs use the same)")
+    prompt_split: str = _field("train", "prompt split to train on (rsoup_lib.prompts)")
+    checkpoint_every: int = _field(50, "steps between checkpoints to resume from; 0: none")
+    snapshot_every: int = _field(0, "steps between kept policy snapshots (snapshots/step-N/); 0: none")
+    reference: str = _field("", "policy the logged KL is measured against ('' = the init); WARP's later iterations give the SFT policy")
+    seed: int = _field(0, "seed of the prompt order, the sampling and the LoRA init")
+    device: str = _field("cpu", "cpu, cuda or auto")
+    dtype: str = _field("float32", "float32 or bfloat16")
+    logprob_chunk: int = _field(256, "positions per chunk of the log-prob computation (rsoup_lib.logprobs)")
 
     def validate(self) -> None:
         from rsoup_lib.rewards import parse_weights
@@ -159,30 +154,30 @@ class Batch:
 KLCoefFn = Callable[[Batch], "torch.Tensor"]
 
 
-# ----------------------------------------------------------------------------- pure pieces
+# ----------------------------------------------------------------------------- the equations
 def rloo_advantages(shaped: torch.Tensor) -> torch.Tensor:
     """[prompts, k] shaped rewards -> leave-one-out advantages A_j = r_j - mean_{i != j} r_i."""
     k = shaped.shape[-1]
     return shaped - (shaped.sum(-1, keepdim=True) - shaped) / (k - 1)
 
 
-def ema_anchor_update(
-    ema: dict[str, torch.Tensor], current: dict[str, torch.Tensor], mu: float
-) -> dict[str, torch.Tensor]:
-    """theta_ema <- (1 - mu) theta_ema + mu theta, per tensor; returns new tensors."""
-    import torch
+def rloo_loss(logp, mask, anchor_logp, reference_logp, scores, betas, k: int, aggregation: str, n_global: int):
+    """Steps 3-5 of the module docstring for one micro-batch of [n, C] token log-probs.
 
-    return {name: torch.lerp(ema[name], current[name].detach().to(ema[name].dtype), mu) for name in ema}
-
-
-def completion_mask(completion_ids: torch.Tensor, eos_id: int | None) -> torch.Tensor:
-    """1.0 for completion tokens up to and including the first EOS, 0.0 after it."""
-    import torch
-
-    if eos_id is None:
-        return torch.ones_like(completion_ids, dtype=torch.float32)
-    is_eos = (completion_ids == eos_id).long()
-    return ((is_eos.cumsum(-1) - is_eos) == 0).float()
+    Returns ``(loss, sums)``: the loss to backpropagate (its share of the global batch mean) and
+    the sums this micro-batch adds to the step's metrics.
+    """
+    seq_logp = (logp * mask).sum(-1)
+    kl_anchor = ((logp.detach() - anchor_logp) * mask).sum(-1)  # sum_t log pi - log pi_anchor
+    kl_reference = ((logp.detach() - reference_logp) * mask).sum(-1)
+    shaped = scores - betas * kl_anchor  # r_beta = r - beta * KL
+    advantages = rloo_advantages(shaped.view(-1, k)).view(-1)
+    if aggregation == "token_mean":
+        seq_logp = seq_logp / mask.sum(-1).clamp(min=1)
+    loss = -(advantages * seq_logp).sum() / n_global  # summed over micro-batches and processes
+    sums = {"loss": loss.detach() * n_global, "shaped_reward": shaped.sum(), "kl_anchor": kl_anchor.sum(),
+            "kl_sft": kl_reference.sum()}  # fmt: skip
+    return loss, sums
 
 
 def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
@@ -199,99 +194,65 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     return out
 
 
-# ----------------------------------------------------------------------------- sampling
-def encode_prompts(tokenizer, instructions: Sequence[str], device) -> dict[str, "torch.Tensor"]:
-    """Render (chat template, or "instruction\\n" as the tiny models were trained) and left-pad
-    a batch of instructions; no extra special tokens (the template has its own)."""
-    from rsoup_lib.models import render_prompt
-
-    texts = [render_prompt(tokenizer, p) for p in instructions]
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
-
-
-@dataclass
-class Sampled:
-    sequences: "torch.Tensor"  # [n, P + C] prompt (left-padded) + completion
-    attention_mask: "torch.Tensor"  # [n, P + C]
-    prompt_len: int  # P
-    mask: "torch.Tensor"  # [n, C] completion tokens up to the first EOS
-    texts: list[str]  # decoded completions
-
-
-def sample_completions(
-    model, tokenizer, instructions: Sequence[str], max_new_tokens: int, temperature: float = 1.0,
-    group_size: int = 1,
-) -> Sampled:
-    """One completion per instruction: ancestral sampling over the whole vocabulary (no top-k /
-    top-p) with a KV cache (``rsoup_lib.sampling.decode`` with ``sample_token``, torch's global
-    RNG, so a resumed run draws what an uninterrupted one would).
-
-    ``group_size`` k: rows come in groups of k identical instructions (RLOO); each distinct prompt
-    is prefilled once and its cache repeated k times. Stops when every row has emitted EOS.
-    """
-    import torch
-
-    from rsoup_lib.sampling import decode, sample_token
-
-    device = next(model.parameters()).device
-    k = group_size
-    if len(instructions) % k or any(instructions[i] != instructions[i - i % k] for i in range(len(instructions))):
-        raise ValueError(f"sample_completions: instructions must come in groups of {k} identical ones")
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    enc = encode_prompts(tokenizer, instructions[::k], device)
-    completion = decode(
-        model, enc["input_ids"], enc["attention_mask"], max_new_tokens,
-        lambda logits: sample_token(logits, temperature), eos, pad, group_size=k,
-    )  # fmt: skip
-    prompt_ids = enc["input_ids"].repeat_interleave(k, dim=0)
-    prompt_mask = enc["attention_mask"].repeat_interleave(k, dim=0)
-    cmask = completion_mask(completion, eos)
-    lengths = cmask.sum(-1).long().tolist()
-    texts = tokenizer.batch_decode([row[:n].tolist() for row, n in zip(completion, lengths)], skip_special_tokens=True)
-    return Sampled(
-        sequences=torch.cat([prompt_ids, completion], dim=1),
-        attention_mask=torch.cat([prompt_mask, torch.ones_like(completion)], dim=1),
-        prompt_len=prompt_ids.shape[1],
-        mask=cmask,
-        texts=texts,
-    )
-
-
-def scaled_logprobs(model, sampled: Sampled, rows, temperature: float, chunk: int, group_size: int = 1):
-    """Completion log-probs of ``rows`` of a sampled batch (temperature-scaled like sampling)."""
+def scaled_logprobs(model, sampled: Sampled, rows, config: RLConfig):
+    """Token log-probs and entropies of ``rows`` of a sampled batch, at the sampling temperature."""
     from rsoup_lib.logprobs import completion_logprobs
 
     return completion_logprobs(
-        model, sampled.sequences[rows], sampled.attention_mask[rows], sampled.prompt_len, chunk,
-        hidden_scale=1.0 / temperature, group_size=group_size,
-    )
+        model, sampled.sequences[rows], sampled.attention_mask[rows], sampled.prompt_len, config.logprob_chunk,
+        hidden_scale=1.0 / config.temperature, group_size=config.k,
+    )  # fmt: skip
 
 
-# ----------------------------------------------------------------------------- model setup
-def _load_policy(config: RLConfig, device):
-    import torch
+# ----------------------------------------------------------------------------- the anchor
+class Anchor:
+    """The frozen policies of the KL terms: the anchor (the frozen init, or the EMA of the
+    policy) and the reference of the logged KL (the init, or ``config.reference``)."""
 
-    from rsoup_lib.cache import resolve
-    from rsoup_lib.models import load_policy
+    def __init__(self, config: RLConfig, model, trainable: dict, device):
+        self.config = config
+        if config.lora:  # base weights = theta_init
+            self.frozen, self.init_weights = model, model.disable_adapter
+        else:
+            self.frozen, self.init_weights = copy.deepcopy(model).requires_grad_(False), contextlib.nullcontext
+        # float32 whatever the model's dtype: in bfloat16, mu = 0.01 updates would round away
+        self.ema = {n: p.detach().float().clone() for n, p in trainable.items()} if config.anchor == "ema" else None
+        self.reference = None
+        if config.reference and config.reference != config.policy:
+            self.reference = _load_model(config.reference, config, device)[0].requires_grad_(False)
 
-    torch.manual_seed(config.seed)
-    model, tokenizer = load_policy(resolve(config.policy), device=str(device), dtype=config.dtype, seed=config.seed)
-    if config.lora:
-        import peft
+    def logprobs(self, model, sampled: Sampled, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """(anchor, reference) token log-probs of ``rows``, without gradient."""
+        import torch
 
-        torch.manual_seed(config.seed)  # LoRA A matrices are random: same seed, same init
-        lora = peft.LoraConfig(
-            r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules="all-linear"
-        )
-        model = peft.get_peft_model(model, lora)
-    model.eval()  # no dropout: samples and log-probs come from the same function
-    return model, tokenizer
+        with torch.no_grad():  # before the policy forward: the EMA swap writes into its weights
+            if self.ema is None:
+                with self.init_weights():
+                    anchor = scaled_logprobs(self.frozen, sampled, rows, self.config)[0]
+                init = anchor  # anchor == init: the KL to the init is the KL to the anchor
+            else:
+                target = model if self.config.lora else self.frozen
+                with _swapped_weights(target, self.ema):
+                    anchor = scaled_logprobs(target, sampled, rows, self.config)[0]
+                init = None
+                if self.reference is None:
+                    with self.init_weights():
+                        init = scaled_logprobs(self.frozen, sampled, rows, self.config)[0]
+            if self.reference is not None:
+                return anchor, scaled_logprobs(self.reference, sampled, rows, self.config)[0]
+        return anchor, init
+
+    def update(self, trainable: dict) -> None:
+        """theta_ema <- (1 - mu) theta_ema + mu theta (step 7), in place, in float32."""
+        from rsoup_lib.merge import ema_update_
+
+        if self.ema is not None:
+            ema_update_(list(self.ema.values()), [trainable[n] for n in self.ema], self.config.ema_rate)
 
 
 @contextlib.contextmanager
 def _swapped_weights(model, state: dict[str, torch.Tensor]):
-    """Temporarily load ``state`` (a subset of named parameters) into ``model``."""
+    """Temporarily load ``state`` (a subset of named parameters, any float dtype) into ``model``."""
     import torch
 
     params = dict(model.named_parameters())
@@ -307,98 +268,106 @@ def _swapped_weights(model, state: dict[str, torch.Tensor]):
                 params[n].copy_(t)
 
 
-def _all_reduce_grads(params: list[torch.Tensor]) -> None:
-    """Sum gradients over processes (what DDP does), as one flat buffer."""
-    import torch
-    import torch.distributed as dist
+# ----------------------------------------------------------------------------- set-up
+def _load_model(name: str, config: RLConfig, device):
+    from rsoup_lib.cache import resolve
+    from rsoup_lib.models import load_policy
 
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
+    model, tokenizer = load_policy(resolve(name), device=str(device), dtype=config.dtype, seed=config.seed)
+    return model.eval(), tokenizer  # eval: no dropout, samples and log-probs come from one function
 
 
-# ----------------------------------------------------------------------------- checkpoints
-CKPT_PREFIX = "step-"
-
-
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    root = Path(out_dir) / "checkpoints"
-    if not root.is_dir():
-        return None
-    ckpts = sorted(
-        (p for p in root.iterdir() if p.name.startswith(CKPT_PREFIX) and (p / "state.json").is_file()),
-        key=lambda p: int(p.name[len(CKPT_PREFIX) :]),
-    )
-    return ckpts[-1] if ckpts else None
-
-
-def _rng_state() -> dict[str, Any]:
+def _load_policy(config: RLConfig, device):
     import torch
 
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    torch.manual_seed(config.seed)
+    model, tokenizer = _load_model(config.policy, config, device)
+    if config.lora:
+        import peft
 
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _save_checkpoint(out_dir: Path, step: int, trainable, optimizer, ema, rng_states, config) -> None:
-    import torch
-
-    from safetensors.torch import save_file
-
-    root = Path(out_dir) / "checkpoints"
-    with atomic_dir(root / f"{CKPT_PREFIX}{step:06d}") as tmp:
-        save_file({n: p.detach().contiguous().cpu() for n, p in trainable.items()}, tmp / "trainable.safetensors")
-        if ema is not None:
-            save_file({n: t.contiguous().cpu() for n, t in ema.items()}, tmp / "ema.safetensors")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(rng_states, tmp / "rng.pt")
-        atomic_write_json(tmp / "state.json", {"step": step, "world_size": len(rng_states), "config": asdict(config)})
-    for old in root.iterdir():  # keep only the newest
-        if old.name.startswith(CKPT_PREFIX) and old.name != f"{CKPT_PREFIX}{step:06d}":
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(ckpt: Path, trainable, optimizer, ema, rank: int, world: int) -> int:
-    import torch
-    from safetensors.torch import load_file
-
-    state = json.loads((ckpt / "state.json").read_text())
-    if state["world_size"] != world:
-        raise UserError(
-            f"checkpoint {ckpt} was written by {state['world_size']} processes, this run has {world}; "
-            "resume with the same number of processes or start a new output folder"
+        torch.manual_seed(config.seed)  # LoRA A matrices are random: same seed, same init
+        lora = peft.LoraConfig(
+            r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules="all-linear"
         )
-    weights = load_file(ckpt / "trainable.safetensors")
-    with torch.no_grad():
-        for n, p in trainable.items():
-            p.copy_(weights[n])
-    if ema is not None:
-        for n, t in load_file(ckpt / "ema.safetensors").items():
-            ema[n] = t.to(ema[n].device)
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
-    _set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False)[rank])
-    return int(state["step"])
+        model = peft.get_peft_model(model, lora).eval()
+    return model, tokenizer
 
 
-# ----------------------------------------------------------------------------- the trainer
-def _normalise_prompts(prompts) -> list[dict]:
-    return [p if isinstance(p, dict) else {"prompt": str(p)} for p in prompts]
+@dataclass
+class _Run:
+    """Everything a training loop holds, built once by ``_set_up``."""
+
+    config: RLConfig
+    out_dir: Path
+    accelerator: Any
+    model: Any
+    tokenizer: Any
+    trainable: dict
+    optimizer: Any
+    anchor: Anchor
+    records: list[dict]
+    reward: Callable
+    start_step: int
+    metrics_path: Path | None
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
 
 
+def _set_up(config: RLConfig, out_dir: Path, prompts, reward_fn) -> _Run:
+    """Processes, prompts, reward, policy, optimiser, anchor, and the checkpoint to resume from."""
+    import torch
+    from accelerate import Accelerator
+
+    from rsoup_lib.models import resolve_device
+    from rsoup_lib.rewards import Reward, get_reward
+
+    accelerator = Accelerator(cpu=resolve_device(config.device) == "cpu")
+    world = accelerator.num_processes
+    if config.batch_prompts % (world * config.grad_accum):
+        raise UserError(
+            f"batch_prompts={config.batch_prompts} must be a multiple of processes x grad_accum = "
+            f"{world} x {config.grad_accum}"
+        )
+    if prompts is None:
+        from rsoup_lib.prompts import load_prompts
+
+        prompts = load_prompts(config.prompt_split)
+    records = [p if isinstance(p, dict) else {"prompt": str(p)} for p in prompts]
+    if not records:
+        raise UserError("no prompts to train on")
+    reward = Reward("custom", reward_fn, -math.inf, math.inf) if reward_fn else get_reward(config.reward)
+
+    model, tokenizer = _load_policy(config, accelerator.device)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(list(trainable.values()), lr=config.lr, weight_decay=config.weight_decay)
+    anchor = Anchor(config, model, trainable, accelerator.device)
+    run = _Run(config, out_dir, accelerator, model, tokenizer, trainable, optimizer, anchor, records, reward, 0, None)
+
+    if run.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    ckpt = runs.latest_checkpoint(out_dir)
+    if ckpt is not None:
+        run.start_step = runs.load_checkpoint(ckpt, trainable, optimizer, anchor.ema, run.rank, world)
+    else:
+        torch.manual_seed(config.seed + 1_000_003 * run.rank)  # each process samples its own completions
+    if run.main:
+        atomic_write_json(out_dir / "config.json", asdict(config))
+        run.metrics_path = runs.start_metrics(out_dir, run.start_step)
+    return run
+
+
+# ----------------------------------------------------------------------------- the loop
 def train(
     config: RLConfig,
     out_dir: str | Path,
@@ -417,285 +386,161 @@ def train(
     training reward (e.g. a learned reward model); ``kl_coef_fn`` sets per-sample betas.
     ``stop_at_step``: return right after that step, as if the process had been killed there
     (no checkpoint beyond the regular ones, no final policy): how the tests simulate a kill.
-    ``num_threads``: torch CPU threads while training (restored after); None keeps torch's.
-    On a shared 2-core machine one thread was 10-40x faster than two for the tiny model
-    (OpenMP threads fighting other processes for the cores); on an idle machine two are faster
-    for the forward/backward. Not part of the config: it changes speed, not the algorithm.
+    ``num_threads``: torch CPU threads while training (``profiles.using_threads``); None keeps
+    torch's. Not part of the config: it changes speed, not the algorithm.
     """
     import torch
 
-    # The trainer owns the global RNG while it runs (that is what makes resuming exact) and
-    # hands the caller's back untouched.
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    threads = torch.get_num_threads()
-    try:
-        if num_threads:
-            torch.set_num_threads(num_threads)
-        with torch.random.fork_rng(devices=devices):
-            return _train(config, out_dir, prompts=prompts, reward_fn=reward_fn, kl_coef_fn=kl_coef_fn,
-                          progress=progress, stop_at_step=stop_at_step)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train(
-    config: RLConfig,
-    out_dir: str | Path,
-    *,
-    prompts: Sequence[str | dict] | None = None,
-    reward_fn: Callable[[list[str], list[str]], list[float]] | None = None,
-    kl_coef_fn: KLCoefFn | None = None,
-    progress: bool = True,
-    stop_at_step: int | None = None,
-) -> Path:
-    """``train``'s body (see there and the module docstring)."""
-    import torch
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
-    from rsoup_lib.models import resolve_device
-    from rsoup_lib.rewards import REWARDS, Reward, get_reward
+    from rsoup_lib.profiles import using_threads
 
     config.validate()
     out_dir = Path(out_dir)
     if (out_dir / "summary.json").is_file():
         return out_dir  # already complete
-    accelerator = Accelerator(cpu=resolve_device(config.device) == "cpu")
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    if config.batch_prompts % (world * config.grad_accum):
-        raise UserError(
-            f"batch_prompts={config.batch_prompts} must be a multiple of processes x grad_accum = "
-            f"{world} x {config.grad_accum}"
-        )
-    device = accelerator.device
-
-    if prompts is None:
-        from rsoup_lib.prompts import load_prompts
-
-        prompts = load_prompts(config.prompt_split)
-    records = _normalise_prompts(prompts)
-    if not records:
-        raise UserError("no prompts to train on")
-    reward = Reward("custom", reward_fn, -math.inf, math.inf) if reward_fn else get_reward(config.reward)
-
-    model, tokenizer = _load_policy(config, device)
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    params = list(trainable.values())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-
-    # The SFT policy (frozen init) and the anchor.
-    if config.lora:
-        sft_context = model.disable_adapter  # base weights = theta_init
-        sft_model = model
-    else:
-        sft_model = copy.deepcopy(model).requires_grad_(False)
-        sft_context = contextlib.nullcontext
-    ema = {n: p.detach().clone() for n, p in trainable.items()} if config.anchor == "ema" else None
-
-    start_step = 0
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    ckpt = latest_checkpoint(out_dir)
-    if ckpt is not None:
-        start_step = _load_checkpoint(ckpt, trainable, optimizer, ema, rank, world)
-    else:
-        torch.manual_seed(config.seed + 1_000_003 * rank)  # each process samples its own completions
-    metrics_path = out_dir / "metrics.jsonl"
-    if main:
-        atomic_write_json(out_dir / "config.json", asdict(config))
-        kept = []
-        if start_step and metrics_path.is_file():  # drop lines a killed run wrote past its checkpoint
-            kept = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] < start_step]
-        atomic_write_text(metrics_path, "".join(l + "\n" for l in kept))
-
-    per_process = config.batch_prompts // world
-    micro = per_process // config.grad_accum  # prompts per micro-batch
-    k, T = config.k, config.temperature
-    n_global = config.batch_prompts * k
-    bar = tqdm(total=config.steps, initial=start_step, disable=not (progress and main), desc=f"rl {config.reward}")
-    log_rewards = [r for r in REWARDS.values()]
-    for step in range(start_step, config.steps):
-        t0 = time.perf_counter()
-        idx = batch_indices(step, config.batch_prompts, len(records), config.seed)
-        local = [records[i] for i in idx[rank * per_process : (rank + 1) * per_process]]
-        rows_records = [r for r in local for _ in range(k)]
-        instructions = [r["prompt"] for r in rows_records]
-
-        # 1. sample k completions per prompt
-        sampled = sample_completions(model, tokenizer, instructions, config.max_new_tokens, T, group_size=k)
-        t_gen = time.perf_counter() - t0
-        lengths = sampled.mask.sum(-1)
-        scores = torch.tensor(reward(instructions, sampled.texts), dtype=torch.float32, device=device)
-        batch = Batch(step, rows_records, sampled.texts, scores, lengths)
-        betas = kl_coef_fn(batch).to(device, torch.float32) if kl_coef_fn else torch.full_like(scores, config.beta)
-
-        # 2. per micro-batch: policy forward+backward, anchor (and SFT) no-grad forwards
-        sums = torch.zeros(6, device=device)  # loss, shaped, kl_anchor, kl_sft, entropy, tokens
-        for m in range(config.grad_accum):
-            rows = slice(m * micro * k, (m + 1) * micro * k)
-            mask = sampled.mask[rows]
-            with torch.no_grad():  # before the policy forward: the EMA swap writes into its weights
-                if ema is not None:
-                    if config.lora:
-                        with _swapped_weights(model, ema):
-                            anchor_logp, _ = scaled_logprobs(model, sampled, rows, T, config.logprob_chunk, k)
-                    else:
-                        with _swapped_weights(sft_model, ema):
-                            anchor_logp, _ = scaled_logprobs(sft_model, sampled, rows, T, config.logprob_chunk, k)
-                    with sft_context():
-                        sft_logp, _ = scaled_logprobs(sft_model, sampled, rows, T, config.logprob_chunk, k)
-                else:
-                    with sft_context():
-                        anchor_logp, _ = scaled_logprobs(sft_model, sampled, rows, T, config.logprob_chunk, k)
-                    sft_logp = anchor_logp  # anchor == SFT: the KL to SFT is the KL to the anchor
-            logp, entropy = scaled_logprobs(model, sampled, rows, T, config.logprob_chunk, k)
-            seq_logp = (logp * mask).sum(-1)
-            kl_anchor = ((logp.detach() - anchor_logp) * mask).sum(-1)
-            kl_sft = ((logp.detach() - sft_logp) * mask).sum(-1)
-            shaped = scores[rows] - betas[rows] * kl_anchor
-            advantages = rloo_advantages(shaped.view(-1, k)).view(-1)
-            if config.loss_aggregation == "token_mean":
-                seq_logp = seq_logp / mask.sum(-1).clamp(min=1)
-            loss = -(advantages * seq_logp).sum() / n_global  # summed over processes below
-            loss.backward()
-            sums += torch.stack([
-                loss.detach() * n_global, shaped.sum(), kl_anchor.sum(), kl_sft.sum(),
-                (entropy.detach() * mask).sum(), mask.sum(),
-            ])
-
-        # 3. optimiser step (gradients summed over processes), EMA anchor update
-        if world > 1:
-            _all_reduce_grads(params)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm if config.max_grad_norm > 0 else math.inf)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            new = ema_anchor_update(ema, trainable, config.ema_rate)
-            for n in ema:
-                ema[n] = new[n]
-
-        # 4. metrics (means over the global batch), checkpoint
-        all_rewards = {  # every registered reward of the same completions (the trained one is not re-scored)
-            r.name: scores.sum().cpu() if (reward_fn is None and r.name == config.reward)
-            else torch.tensor(r(instructions, sampled.texts)).sum()
-            for r in log_rewards
-        }
-        stats = torch.cat([sums, scores.sum()[None], torch.stack(list(all_rewards.values())).to(device)])
-        if world > 1:
-            stats = accelerator.reduce(stats, reduction="sum")
-        stats = stats.tolist()
-        seconds = time.perf_counter() - t0
-        row = {
-            "step": step,
-            "reward": stats[6] / n_global,
-            **{f"reward/{name}": stats[7 + i] / n_global for i, name in enumerate(all_rewards)},
-            "shaped_reward": stats[1] / n_global,
-            "kl_anchor": stats[2] / n_global,
-            "kl_sft": stats[3] / n_global,
-            "entropy": stats[4] / max(stats[5], 1.0),
-            "completion_tokens": stats[5] / n_global,
-            "loss": stats[0] / n_global,
-            "grad_norm": float(grad_norm),
-            "seconds": seconds,
-            "generate_seconds": t_gen,
-            "samples_per_s": n_global / seconds,
-        }
-        if main:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-        bar.update(1)
-        bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl_sft']:.2f}")
-        done = step + 1
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
-            rng_states = accelerate_gather_object(_rng_state(), world)
-            if main:
-                _save_checkpoint(out_dir, done, trainable, optimizer, ema, rng_states, config)
-            accelerator.wait_for_everyone()
-        if config.snapshot_every and done % config.snapshot_every == 0 and done < config.steps and main:
-            _save_snapshot(model, tokenizer, config, out_dir, done)
-        if stop_at_step is not None and done >= stop_at_step:
-            bar.close()
-            return out_dir
-    bar.close()
-
-    # 5. the trained policy, as a Hugging Face folder
-    if main:
-        _save_policy(model, tokenizer, config, out_dir)
-        atomic_write_json(out_dir / "summary.json", _summary(metrics_path))
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run is complete
-    accelerator.wait_for_everyone()
+    # The trainer owns the global RNG while it runs (that is what makes resuming exact) and
+    # hands the caller's back untouched.
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with using_threads(num_threads), torch.random.fork_rng(devices=devices):
+        run = _set_up(config, out_dir, prompts, reward_fn)
+        _train(run, kl_coef_fn, progress, stop_at_step)
     return out_dir
 
 
-def accelerate_gather_object(obj, world: int) -> list:
-    if world == 1:
-        return [obj]
-    from accelerate.utils import gather_object
+def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step: int | None) -> None:
+    """The loop: steps 1-7 of the module docstring, then logging, checkpoints and the policy."""
+    import torch
+    from tqdm.auto import tqdm
 
-    return gather_object([obj])
+    from rsoup_lib.sampling import sample_completions
+
+    config, model, k = run.config, run.model, run.config.k
+    per_process = config.batch_prompts // run.world
+    micro = per_process // config.grad_accum  # prompts per micro-batch
+    n_global = config.batch_prompts * k
+    bar = tqdm(total=config.steps, initial=run.start_step, disable=not (progress and run.main), desc=f"rl {config.reward}")
+    for step in range(run.start_step, config.steps):
+        t0 = time.perf_counter()
+        idx = batch_indices(step, config.batch_prompts, len(run.records), config.seed)
+        rows_records = [run.records[i] for i in idx[run.rank * per_process : (run.rank + 1) * per_process] for _ in range(k)]
+        instructions = [r["prompt"] for r in rows_records]
+        # 1. sample k completions per prompt
+        sampled = sample_completions(model, run.tokenizer, instructions, config.max_new_tokens, config.temperature, k)
+        t_gen = time.perf_counter() - t0
+        # 2. score them
+        scores = torch.tensor(run.reward(instructions, sampled.texts), dtype=torch.float32, device=run.accelerator.device)
+        batch = Batch(step, rows_records, sampled.texts, scores, sampled.mask.sum(-1))
+        betas = kl_coef_fn(batch).to(scores.device, torch.float32) if kl_coef_fn else torch.full_like(scores, config.beta)
+        # 3-5. per micro-batch: anchor log-probs, policy log-probs, shaped reward, RLOO loss, backward
+        sums = {}
+        for m in range(config.grad_accum):
+            rows = slice(m * micro * k, (m + 1) * micro * k)
+            anchor_logp, reference_logp = run.anchor.logprobs(model, sampled, rows)
+            logp, entropy = scaled_logprobs(model, sampled, rows, config)
+            mask = sampled.mask[rows]
+            loss, micro_sums = rloo_loss(logp, mask, anchor_logp, reference_logp, scores[rows], betas[rows],
+                                         k, config.loss_aggregation, n_global)  # fmt: skip
+            loss.backward()
+            micro_sums.update(entropy=(entropy.detach() * mask).sum(), completion_tokens=mask.sum())
+            sums = {name: sums.get(name, 0.0) + value for name, value in micro_sums.items()}
+        # 6. optimiser step; 7. EMA anchor
+        grad_norm = _optimiser_step(run)
+        run.anchor.update(run.trainable)
+        row = _log_row(run, step, sums, scores, instructions, sampled.texts, grad_norm, t0, t_gen, n_global)
+        bar.update(1)
+        bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl_sft']:.2f}")
+        _save_progress(run, step + 1)
+        if stop_at_step is not None and step + 1 >= stop_at_step:
+            bar.close()
+            return
+    bar.close()
+    if run.main:  # the trained policy, as a Hugging Face folder; the run is complete
+        runs.save_policy(model, run.tokenizer, config, run.out_dir)
+        atomic_write_json(run.out_dir / "summary.json", runs.summary(run.metrics_path))
+        shutil.rmtree(run.out_dir / "checkpoints", ignore_errors=True)
+    run.accelerator.wait_for_everyone()
 
 
-def _save_policy(model, tokenizer, config: RLConfig, out_dir: Path) -> None:
-    meta = {"init": config.policy, "reward": config.reward, "steps": config.steps, "lora": config.lora}
-    if config.lora:
-        with atomic_dir(out_dir / "adapter") as tmp:
-            model.save_pretrained(tmp)
-        model = model.merge_and_unload()
-    with atomic_dir(out_dir / "policy") as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / "rsoup_policy.json", meta)
+def _optimiser_step(run: _Run) -> float:
+    """Sum the gradients over processes (what DDP does), clip, step; returns the gradient norm."""
+    import torch
+
+    params = list(run.trainable.values())
+    if run.world > 1:
+        _all_reduce_grads(params)
+    max_norm = run.config.max_grad_norm if run.config.max_grad_norm > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)
 
 
-def _save_snapshot(model, tokenizer, config: RLConfig, out_dir: Path, step: int) -> None:
-    """The policy after ``step`` steps as a model folder (LoRA merged into a copy; training goes on)."""
-    if config.lora:
-        model = copy.deepcopy(model).merge_and_unload()
-    with atomic_dir(Path(out_dir) / "snapshots" / f"step-{step}") as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / "rsoup_policy.json", {"init": config.policy, "reward": config.reward, "steps": step})
+def _all_reduce_grads(params: list[torch.Tensor]) -> None:
+    """Sum gradients over processes as one flat buffer."""
+    import torch
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
 
 
-def trajectory(run_dir: str | Path) -> list[tuple[int, str]]:
-    """The policies along a run as (step, policy name): the init at step 0, every snapshot, and
-    the final policy. Evaluate them to get the run's trajectory on held-out prompts (rather than
-    the training-batch estimates in metrics.jsonl)."""
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    points = [(0, config["policy"])]
-    snaps = run_dir / "snapshots"
-    if snaps.is_dir():
-        found = [(int(d.name.split("-")[1]), str(d)) for d in snaps.iterdir() if d.name.startswith("step-")]
-        points += sorted(found)
-    points.append((config["steps"], str(policy_dir(run_dir))))
-    return points
+def _log_row(run: _Run, step, sums, scores, instructions, texts, grad_norm, t0, t_gen, n_global) -> dict:
+    """One line of metrics.jsonl: means over the global batch of the step's sums, and every
+    registered reward of the same completions (the trained one is not scored twice)."""
+    import torch
 
+    from rsoup_lib.rewards import REWARDS
 
-def _summary(metrics_path: Path) -> dict:
-    rows = [json.loads(l) for l in metrics_path.read_text().splitlines() if l]
-    if not rows:
-        return {"steps": 0}
-    last = rows[-10:]
-    return {
-        "steps": len(rows),
-        "seconds": sum(r["seconds"] for r in rows),
-        "final_reward": sum(r["reward"] for r in last) / len(last),
-        "final_kl_sft": sum(r["kl_sft"] for r in last) / len(last),
+    totals = {**sums, "reward": scores.sum()}
+    for r in REWARDS.values():
+        trained = run.reward.name == run.config.reward and r.name == run.config.reward
+        totals[f"reward/{r.name}"] = scores.sum().cpu() if trained else torch.tensor(r(instructions, texts)).sum()
+    names = list(totals)
+    values = torch.stack([totals[n].to(scores.device) for n in names])
+    if run.world > 1:
+        values = run.accelerator.reduce(values, reduction="sum")
+    t = dict(zip(names, values.tolist()))
+    seconds = time.perf_counter() - t0
+    row = {
+        "step": step,
+        "reward": t["reward"] / n_global,
+        **{n: t[n] / n_global for n in names if n.startswith("reward/")},
+        **{n: t[n] / n_global for n in ("shaped_reward", "kl_anchor", "kl_sft")},
+        "entropy": t["entropy"] / max(t["completion_tokens"], 1.0),
+        "completion_tokens": t["completion_tokens"] / n_global,
+        "loss": t["loss"] / n_global,
+        "grad_norm": grad_norm,
+        "seconds": seconds,
+        "generate_seconds": t_gen,
+        "samples_per_s": n_global / seconds,
     }
+    if run.main:
+        runs.append_metrics(run.metrics_path, row)
+    return row
 
 
-def policy_dir(run_dir: str | Path) -> Path:
-    """The trained policy's model folder inside a run folder."""
-    return Path(run_dir) / "policy"
+def _save_progress(run: _Run, done: int) -> None:
+    """A checkpoint every ``checkpoint_every`` steps, a snapshot every ``snapshot_every``."""
+    config = run.config
+    if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+        rng_states = [runs.rng_state()]
+        if run.world > 1:
+            from accelerate.utils import gather_object
+
+            rng_states = gather_object(rng_states)
+        if run.main:
+            runs.save_checkpoint(run.out_dir, done, run.trainable, run.optimizer, run.anchor.ema, rng_states, asdict(config))
+        run.accelerator.wait_for_everyone()
+    if config.snapshot_every and done % config.snapshot_every == 0 and done < config.steps and run.main:
+        runs.save_snapshot(run.model, run.tokenizer, config, run.out_dir, done)
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(l) for l in path.read_text().splitlines() if l]
-
-
+# ----------------------------------------------------------------------------- the run cache
 def init_identity(policy: str) -> str | None:
     """The checksum of a shipped policy's weights (``tiny``: data/MANIFEST.json), so that a
     retrained ``tiny`` does not hit runs cached from the old one. None for other names:
@@ -711,10 +556,13 @@ def init_identity(policy: str) -> str | None:
 
 
 def cache_config(config: RLConfig) -> dict:
-    """What the run cache keys an RL run on: the config, plus the init's checksum when known."""
+    """What the run cache keys an RL run on: the config, plus the init's checksum when known.
+    Fields added after runs were cached (``snapshot_every``, ``reference``) enter the key only
+    when set, so the earlier runs keep their keys."""
     key = asdict(config)
-    if not key["snapshot_every"]:
-        del key["snapshot_every"]  # added later: runs without snapshots keep their earlier keys
+    for added in ("snapshot_every", "reference"):
+        if not key[added]:
+            del key[added]
     identity = init_identity(config.policy)
     if identity:
         key["init_sha256"] = identity

@@ -169,8 +169,13 @@ def warp_iteration(config: WarpConfig, index: int, init: str, progress: bool = T
     from rsoup_lib.merge import liti, slerp
     from rsoup_lib.rl import cached_train
 
+    # From iteration 2 on the init is theta^{i-1}, but KL is still measured against the SFT policy.
+    reference = config.rl.policy if init != config.rl.policy else ""
     runs = [
-        cached_train(dataclasses.replace(config.rl, policy=init, seed=run_seed(config.rl.seed, index, m)), progress)
+        cached_train(
+            dataclasses.replace(config.rl, policy=init, reference=reference, seed=run_seed(config.rl.seed, index, m)),
+            progress,
+        )
         for m in range(config.m)
     ]
     run_keys = [r.name for r in runs]

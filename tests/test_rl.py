@@ -11,16 +11,16 @@ import torch
 from safetensors.torch import load_file
 
 from rsoup_lib.errors import UserError
+from rsoup_lib.merge import ema_update
 from rsoup_lib.rl import (
     RLConfig,
     batch_indices,
-    completion_mask,
-    ema_anchor_update,
     policy_dir,
     read_metrics,
     rloo_advantages,
     train,
 )
+from rsoup_lib.sampling import completion_mask
 
 PROMPTS = [
     "Write a review of a horror movie.",
@@ -54,11 +54,11 @@ def test_rloo_advantages_leave_one_out():
     torch.testing.assert_close(a.sum(-1), torch.zeros(2))
 
 
-def test_ema_anchor_update():
+def test_ema_update():
     ema, cur = {"w": torch.zeros(3)}, {"w": torch.ones(3)}
-    torch.testing.assert_close(ema_anchor_update(ema, cur, 0.25)["w"], torch.full((3,), 0.25))
-    torch.testing.assert_close(ema_anchor_update(ema, cur, 0.0)["w"], ema["w"])
-    torch.testing.assert_close(ema_anchor_update(ema, cur, 1.0)["w"], cur["w"])
+    torch.testing.assert_close(ema_update(ema, cur, 0.25)["w"], torch.full((3,), 0.25))
+    torch.testing.assert_close(ema_update(ema, cur, 0.0)["w"], ema["w"])
+    torch.testing.assert_close(ema_update(ema, cur, 1.0)["w"], cur["w"])
     assert ema["w"].sum() == 0  # pure: inputs untouched
 
 
@@ -306,7 +306,7 @@ def test_sample_token_follows_the_distribution():
 
 def test_grouped_sampling_equals_ungrouped_and_stops_at_eos():
     from rsoup_lib.models import tiny_random
-    from rsoup_lib.rl import sample_completions
+    from rsoup_lib.sampling import sample_completions
 
     model, tok = tiny_random(seed=2)
     instr = [p for p in PROMPTS[:3] for _ in range(2)]
