@@ -131,6 +131,35 @@ def test_ema_anchor_differs_from_sft(tmp_path):
     assert rows[-1]["kl_anchor"] != pytest.approx(rows[-1]["kl_sft"])
 
 
+def test_ema_anchor_moves_in_bfloat16(tmp_path):
+    """In bfloat16 full fine-tuning a mu = 0.01 EMA update is far below the weights' rounding
+    step: an EMA kept in the parameters' dtype silently stays the SFT model. It is float32."""
+    from rsoup_lib.models import load_policy
+    from rsoup_lib.runs import latest_checkpoint
+
+    cfg = tiny(dtype="bfloat16", anchor="ema", ema_rate=0.01, steps=4, checkpoint_every=2, lr=3e-3)
+    train(cfg, tmp_path, prompts=PROMPTS, reward_fn=e_rate, progress=False, stop_at_step=2)
+    ema = load_file(latest_checkpoint(tmp_path) / "ema.safetensors")
+    init = dict(load_policy("tiny-random", dtype="bfloat16")[0].named_parameters())
+    assert all(t.dtype == torch.float32 for t in ema.values())
+    norms = [n for n in ema if "norm" in n]  # weights at 1.0, where bfloat16 steps by 2**-7
+    assert norms and all((ema[n] - init[n].float()).abs().max() > 0 for n in norms)
+
+
+def test_reference_policy_is_recorded_and_used_for_the_logged_kl(tmp_path):
+    """A run that starts from another policy than its reference (WARP's later iterations) logs
+    the KL to the reference and records it for `rsoup eval`."""
+    from rsoup_lib.runs import reference_of
+
+    first = train(tiny(steps=2), tmp_path / "a", prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    second = train(tiny(steps=1, policy=str(policy_dir(first)), reference="tiny-random"), tmp_path / "b",
+                   prompts=PROMPTS, reward_fn=e_rate, progress=False)  # fmt: skip
+    assert reference_of(policy_dir(second)) == "tiny-random"
+    row = read_metrics(second)[0]
+    assert row["kl_anchor"] == pytest.approx(0.0, abs=1e-5)  # the anchor is the run's own init
+    assert row["kl_sft"] > 0.01  # ... but the reference is the SFT policy the first run left
+
+
 def test_per_sample_kl_hook(tmp_path):
     seen = []
 

@@ -60,6 +60,10 @@ def test_two_iterations_merge_as_the_formulas_say(tmp_path, monkeypatch):
     its = warp(config, progress=False)
     assert [it.index for it in its] == [1, 2]
     assert its[1].init == its[0].liti
+    # iteration 2 starts from iteration 1's LITI but measures KL against the SFT policy
+    from rsoup_lib.runs import reference_of
+
+    assert all(reference_of(f"{r}/policy") == "tiny-random" for it in its for r in it.runs)
     for it in its:
         init = policy_state(it.init)
         runs = [load_state_dict(f"{r}/policy") for r in it.runs]
