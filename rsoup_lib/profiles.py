@@ -54,6 +54,20 @@ class Profile:
     n_lambdas: int = 11  # points on an interpolation front (0, 0.1, ..., 1)
     seed: int = 0
 
+    def with_overrides(self, overrides: dict[str, Any]) -> "Profile":
+        """This profile with some fields changed; an unknown name or a value of the wrong type is
+        a ``UserError`` that lists the fields (ints are accepted where floats are expected)."""
+        fields = {f.name: f for f in dataclasses.fields(self) if f.name not in ("name", "description")}
+        for name, value in overrides.items():
+            if name not in fields:
+                raise UserError(f"profile {self.name}: no field {name!r} to override; the fields are: {', '.join(fields)}")
+            expected = type(getattr(self, name))
+            ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+            if not ok and not (expected is float and isinstance(value, int) and not isinstance(value, bool)):
+                raise UserError(f"profile override {name}={value!r}: expected a {expected.__name__}")
+        return dataclasses.replace(self, **{k: (float(v) if isinstance(getattr(self, k), float) else v)
+                                            for k, v in overrides.items()})  # fmt: skip
+
     def parameters(self) -> dict[str, Any]:
         """Every field but the description, as papermill parameters."""
         params = dataclasses.asdict(self)

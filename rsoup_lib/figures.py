@@ -1,0 +1,95 @@
+"""Plotly figures with the book's conventions, so the chapters keep only what they plot.
+
+Conventions: every figure has a title and axis titles; legends sit below the plot (they never
+cover data or overlap subplot titles); error bars are one standard error over prompts; the KL
+axis is always "KL to the SFT policy (nats)". Colours come from one palette, indexed by series.
+
+    fig = figures.new("EMA vs SFT anchor", x="KL to the SFT policy (nats)", y="reward")
+    figures.line(fig, xs, ys, "EMA anchor", err_y=ses, color=figures.color(0))
+    fig.show()
+
+``xy(results, "kl", "sentiment")`` turns a list of evaluations (``EvalResult``) into the four
+series a front needs: x, y and their standard errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+KL_AXIS = "KL to the SFT policy (nats)"
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0)
+
+
+def color(i: int) -> str:
+    """The i-th colour of the book's palette (cycling)."""
+    return PALETTE[i % len(PALETTE)]
+
+
+def _style(fig: go.Figure, title: str, height: int) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=height, legend=LEGEND_BELOW,
+                      margin=dict(l=60, r=20, t=70, b=90), template="plotly_white")  # fmt: skip
+    return fig
+
+
+def new(title: str, x: str, y: str, height: int = 440) -> go.Figure:
+    """An empty figure with the book's layout."""
+    fig = go.Figure()
+    fig.update_xaxes(title_text=x)
+    fig.update_yaxes(title_text=y)
+    return _style(fig, title, height)
+
+
+def grid(title: str, subplot_titles: Sequence[str], height: int = 420, shared_yaxes: bool = False,
+         specs: Any = None) -> go.Figure:  # fmt: skip
+    """Side-by-side panels (one row) with the book's layout."""
+    fig = make_subplots(rows=1, cols=len(subplot_titles), subplot_titles=list(subplot_titles),
+                        shared_yaxes=shared_yaxes, specs=specs, horizontal_spacing=0.08)  # fmt: skip
+    return _style(fig, title, height)
+
+
+def line(
+    fig: go.Figure, x, y, name: str, *, err_x=None, err_y=None, color: str | None = None, dash: str | None = None,
+    mode: str = "lines+markers", text=None, symbol: str = "circle", size: int = 7, showlegend: bool = True,
+    row: int | None = None, col: int | None = None, **scatter: Any,
+) -> go.Figure:  # fmt: skip
+    """Add one series (with optional error bars; ``text`` shows on hover)."""
+    trace = go.Scatter(
+        x=list(x), y=list(y), name=name, mode=mode, text=text, showlegend=showlegend, legendgroup=name,
+        line=dict(color=color, dash=dash), marker=dict(color=color, symbol=symbol, size=size),
+        error_x=dict(type="data", array=list(err_x), thickness=1) if err_x is not None else None,
+        error_y=dict(type="data", array=list(err_y), thickness=1) if err_y is not None else None,
+        **scatter,
+    )  # fmt: skip
+    fig.add_trace(trace, row=row, col=col)
+    return fig
+
+
+def xy(results: Sequence[Any], x: str, y: str) -> tuple[list, list, list, list]:
+    """(x, y, x standard errors, y standard errors) of evaluations; a name is a reward or "kl"."""
+
+    def mean_se(res, name):
+        if name == "kl":
+            return res.kl_to_sft, res.kl_to_sft_stderr
+        return res.rewards[name]["mean"], res.rewards[name]["stderr"]
+
+    xs = [mean_se(r, x) for r in results]
+    ys = [mean_se(r, y) for r in results]
+    return [m for m, _ in xs], [m for m, _ in ys], [s for _, s in xs], [s for _, s in ys]
+
+
+def front(fig: go.Figure, results: Sequence[Any], x: str, y: str, name: str, labels: Sequence[str] | None = None,
+          **style: Any) -> go.Figure:  # fmt: skip
+    """Add a front (a list of evaluations, in order) with error bars in both directions."""
+    xs, ys, ex, ey = xy(results, x, y)
+    return line(fig, xs, ys, name, err_x=ex, err_y=ey, text=list(labels) if labels else None, **style)
+
+
+def histogram(fig: go.Figure, values, name: str, nbins: int = 30, color: str | None = None) -> go.Figure:
+    """Add an overlaid, semi-transparent histogram."""
+    fig.add_histogram(x=list(values), name=name, nbinsx=nbins, opacity=0.65, marker_color=color)
+    fig.update_layout(barmode="overlay")
+    return fig
