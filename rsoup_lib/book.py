@@ -111,17 +111,34 @@ def notebook_parameters(
     notebook_path: Path, profile: Profile, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The parameters papermill injects: the profile's values for the names the notebook
-    declares, then the overrides (an override of a name the notebook lacks is an error)."""
+    declares (at least ``profile``), then the overrides. An override of one of the chapter's own
+    parameters replaces it; an override of a profile field (``steps=500``, ``policy=...``) goes
+    into the notebook's ``overrides`` dict, which ``chapter.setup(profile, overrides)`` applies;
+    any other name is an error that lists both."""
     declared = declared_parameters(notebook_path)
     if not declared:
         raise UserError(f"{notebook_path} has no cell tagged `parameters`; add `# %% tags=[\"parameters\"]`")
     params = {k: v for k, v in profile.parameters().items() if k in declared}
+    fields = set(profile.parameters()) - {"profile"}
+    profile_overrides = None
+    if "overrides" in declared:  # papermill reports a default as its source text
+        import ast
+
+        default = declared["overrides"]
+        profile_overrides = dict(ast.literal_eval(default) if isinstance(default, str) else default or {})
     for name, value in (overrides or {}).items():
-        if name not in declared:
+        if name in declared and name != "overrides":
+            params[name] = value
+        elif name in fields and profile_overrides is not None:
+            profile_overrides[name] = value
+        else:
             raise UserError(
                 f"{notebook_path.name} has no parameter {name!r}; its parameters are: {', '.join(declared)}"
+                + (f", and the profile fields: {', '.join(sorted(fields))}" if profile_overrides is not None else "")
             )
-        params[name] = value
+    if profile_overrides:
+        profile.with_overrides(profile_overrides)  # a wrong name or type stops here, before any run
+        params["overrides"] = profile_overrides
     return params
 
 
