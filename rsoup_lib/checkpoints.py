@@ -159,7 +159,8 @@ def write_safetensors(path, tensors: dict, dtypes: dict, metadata: dict | None =
         f.write(struct.pack("<Q", len(head)))
         f.write(head)
         for raw in blobs:
-            f.write(memoryview(raw).cast("B"))
+            if raw.nbytes:  # memoryview cannot cast an empty (zero in the shape) array
+                f.write(memoryview(raw).cast("B"))
     return offset
 
 

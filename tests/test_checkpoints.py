@@ -22,6 +22,7 @@ def arrays():
         "i64": np.arange(6, dtype=np.int64).reshape(2, 3),
         "u8": np.arange(4, dtype=np.uint8),
         "flag": np.array([True, False]),
+        "empty": np.zeros((0, 4), dtype=np.float32),
         "bf16": (g.standard_normal((4, 3)) * 10.0 ** g.integers(-20, 20, (4, 3))).astype(np.float32),
     }
 
