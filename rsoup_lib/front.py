@@ -167,9 +167,4 @@ class Front:
         return sum(t.numel() * t.element_size() for ts in lists for t in ts)
 
 
-def state_dict_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of the model's parameters (named as ``named_parameters``)."""
-    return {k: p.detach().clone() for k, p in model.named_parameters()}
-
-
-__all__ = ["Front", "state_dict_of"]
+__all__ = ["Front"]
