@@ -1,4 +1,5 @@
-"""WARP: Weight Averaged Rewarded Policies (Ramé et al., 2024), methods.md section 3.
+"""WARP: Weight Averaged Rewarded Policies (Ramé et al., 2024): the procedure of the book's
+chapter 3.
 
 One reward r, a KL coefficient beta, and three merges in weight space per iteration. Starting
 from theta^0 = theta_sft, for i = 1..I:
@@ -30,7 +31,6 @@ parameter (tensor, layer, model) and every stage is a plain function of state di
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -176,6 +176,7 @@ def evaluate_front(
 ) -> list[dict[str, Any]]:
     """Reward and KL to the SFT policy of (1 - eta) theta_sft + eta theta_slerp for each eta,
     written in place into one live model (``rsoup_lib.front.Front``), no reloading per point."""
+    from rsoup_lib.checkpoints import parameters
     from rsoup_lib.evaluate import evaluate
     from rsoup_lib.front import Front
     from rsoup_lib.models import load_policy
@@ -183,7 +184,7 @@ def evaluate_front(
     sft = load_policy(config.rl.policy, device=config.rl.device, dtype=config.rl.dtype)
     model, tokenizer = load_policy(config.rl.policy, device=config.rl.device, dtype=config.rl.dtype)
     target = load_policy(slerp_policy, device=config.rl.device, dtype=config.rl.dtype)[0]
-    init = {k: p.detach().clone() for k, p in model.named_parameters()}
+    init = parameters(model)
     delta = {k: p.detach() - init[k] for k, p in target.named_parameters()}
     del target
     front = Front(model, [delta], init=init)
