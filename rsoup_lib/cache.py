@@ -34,7 +34,7 @@ from rsoup_lib.io import atomic_dir, atomic_write_json, canonical_json, config_h
 
 # Bump the version of a kind when its code changes the result for the same config.
 ALGO_VERSIONS: dict[str, str] = {
-    "rl": "2",  # rsoup_lib.rl.train (2: the EMA anchor is kept in float32; bfloat16 runs differ)
+    "rl": "1",  # rsoup_lib.rl.train
     "warp-merge": "1",  # rsoup_lib.warp.warp_iteration's SLERP + LITI
 }
 
