@@ -123,3 +123,106 @@ def estimate_text(e) -> str:
     import math
 
     return f"n/a ({e.note})" if math.isnan(e.value) else str(e)
+
+
+# --- chapter 1 (and chapter 0, which only describes the set-up)
+
+
+def machine_facts() -> dict[str, Any]:
+    """What this build ran on: versions of rsoup, python, torch and transformers, CPU cores,
+    torch's thread count in this kernel, and the GPU (or "none")."""
+    import os
+    import platform
+
+    import torch
+    import transformers
+
+    import rsoup_lib
+
+    return {
+        "rsoup": rsoup_lib.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "CPU cores": os.cpu_count(),
+        "torch threads": torch.get_num_threads(),
+        "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+
+
+def key_values(mapping: Mapping[str, Any], key: str = "", value: str = "value"):
+    """A mapping as a two-column table (one row per key), values shown as text."""
+    return table([{key or "name": k, value: str(v)} for k, v in mapping.items()], index=key or "name")
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), seconds it took)``."""
+    import time
+
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def sampling_speed(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, seed: int = 0,
+                   batch_size: int | None = None) -> tuple[list[str], float]:  # fmt: skip
+    """Completions of ``prompts`` (``sampling.sample``, one batch of ``batch_size``) and the
+    throughput in new tokens per second, counting ``max_new_tokens`` per prompt (an upper bound
+    on the tokens actually drawn: a completion may end early)."""
+    from rsoup_lib.sampling import sample
+
+    outs, seconds = timed(sample, model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, seed=seed,
+                          batch_size=batch_size or len(prompts))  # fmt: skip
+    return outs, len(prompts) * max_new_tokens / seconds
+
+
+def show_constant(module, name: str, note: str = "") -> None:
+    """Show the assignment of ``name`` in ``module`` (a table of thresholds, a word list), read
+    from the library's source at build time like ``show_source``."""
+    import ast
+
+    path = Path(inspect.getsourcefile(module)).resolve()
+    text = path.read_text()
+    for node in ast.parse(text).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []  # fmt: skip
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            code = ast.get_source_segment(text, node)
+            break
+    else:
+        raise ValueError(f"{module.__name__} assigns no {name!r} at module level")
+    try:
+        where = path.relative_to(REPO_ROOT)
+    except ValueError:
+        where = path.name
+    head = f"`{where}` · `{name}`" + (f" — {note}" if note else "")
+    markdown(f"{head}\n\n```python\n{code.rstrip()}\n```")
+
+
+def results_table(results: Mapping[str, Any], rewards: Sequence[str]):
+    """One row per policy: each reward's mean ± se, the KL to SFT ± se, distinct-2 and words."""
+    rows = []
+    for name, res in results.items():
+        row = {"policy": name}
+        row.update({r: f"{res.rewards[r]['mean']:+.3f} ± {res.rewards[r]['stderr']:.3f}" for r in rewards})
+        kl = "—" if res.kl_to_sft is None else f"{res.kl_to_sft:.2f} ± {res.kl_to_sft_stderr:.2f}"
+        row.update({"KL to SFT": kl, "distinct-2": f"{res.distinct_2:.2f}", "words": f"{res.mean_words:.1f}"})
+        rows.append(row)
+    return table(rows, index="policy")
+
+
+def findings_markdown(found: Sequence[Any], width: int = 200) -> str:
+    """``rsoup_lib.hacking.detect``'s findings as a bullet list with the worst sample of each."""
+    return "\n".join(
+        f"- **`{f.policy}` policy: {f.label}** ({f.why}). Example: *{f.example['prompt']}* → "
+        f"\"{f.example['completion'].strip().replace(chr(10), ' ')[:width] or '(empty)'}\""
+        for f in found
+    )  # fmt: skip
+
+
+def count_phrase(n: int, total: int, noun: str) -> str:
+    """``"all 4 rewards"``, ``"none of the 4 rewards"``, ``"3 of the 4 rewards"``."""
+    if n == total:
+        return f"all {total} {noun}" if total > 1 else f"the {noun}"
+    if n == 0:
+        return f"none of the {total} {noun}"
+    return f"{n} of the {total} {noun}"
