@@ -37,7 +37,7 @@ from rsoup_lib import chapter, figures, hacking, rl, stats
 from rsoup_lib import rewards as reward_fns
 from rsoup_lib.models import load_policy
 from rsoup_lib.prompts import load_prompts
-from rsoup_lib.verdicts import outcome, verdict
+from rsoup_lib.verdicts import verdict
 
 P = chapter.setup(profile, overrides)
 chapter.show_parameters(P, rewards=rewards)
@@ -122,9 +122,10 @@ metrics = {r: pd.DataFrame(rl.read_metrics(run)) for r, run in runs.items()}
 # build took to obtain it (a run found in the cache takes well under its training time).
 
 # %% tags=["hide-input"]
+cached = {r: trained[r][1] < 0.5 * m["seconds"].sum() for r, m in metrics.items()}
 chapter.table([
     {"reward": r, "steps": len(m), "seconds per step (training)": f"{m['seconds'].mean():.2f}",
-     "obtained in (s, this build)": f"{trained[r][1]:.1f}" + (" (cached)" if trained[r][1] < 0.5 * m["seconds"].sum() else "")}
+     "obtained in (s, this build)": f"{trained[r][1]:.1f}" + (" (cached)" if cached[r] else "")}
     for r, m in metrics.items()
 ], index="reward")  # fmt: skip
 
@@ -212,26 +213,12 @@ ratio = {r: unpaired[r].se / paired[r].se if paired[r].se > 0 else float("nan") 
 chapter.table([
     {"reward": r, "SFT": f"{sft_scores[r].mean():+.3f}", "trained policy": f"{results[r].scores(r).mean():+.3f}",
      "paired difference ± se": str(paired[r]), "unpaired se": f"{unpaired[r].se:.{paired[r].decimals()}f}",
-     "unpaired / paired se": f"{ratio[r]:.1f}", "KL to SFT (nats)": str(kl[r])}
+     "unpaired / paired se": f"{ratio[r]:.1f}" if ratio[r] == ratio[r] else "—", "KL to SFT (nats)": str(kl[r])}
     for r in rewards
 ], index="reward")  # fmt: skip
 
 # %% tags=["hide-input"]
-finite = {r: x for r, x in ratio.items() if x == x}
-changed = [r for r in rewards if outcome(paired[r]) != outcome(unpaired[r])]
-if finite:
-    lo, hi = min(finite.values()), max(finite.values())
-    span = f"{lo:.1f}" if round(lo, 1) == round(hi, 1) else f"{lo:.1f} to {hi:.1f}"
-    text = f"Here the unpaired standard error is {span} times the paired one. "
-    text += ("Pairing removes the prompt-to-prompt variation the two policies share, so the same data give "
-             "tighter verdicts. " if lo > 1 else
-             "For " + ", ".join(f"`{r}`" for r, x in finite.items() if x <= 1) + " pairing does not help: the "
-             "two policies' per-prompt scores are not positively correlated. ")
-else:
-    text = "Every paired difference has zero spread here (identical per-prompt scores), so no ratio is defined. "
-text += (f"Judged with the unpaired error, the verdict on {chapter.count_phrase(len(changed), len(rewards), 'rewards')} "
-         "would change" + (f" ({', '.join(f'`{r}`' for r in changed)})." if changed else "."))
-chapter.markdown(text)
+chapter.markdown(chapter.pairing_sentence(paired, unpaired, noun="rewards"))
 
 # %% [markdown]
 # ## Samples before and after
@@ -310,8 +297,9 @@ verdicts = [
 chapter.show_verdicts(verdicts)
 
 # %% tags=["hide-input"]
-moves = {"holds": "rose by more than two paired standard errors", "opposite": "fell by more than two paired standard errors",
-         "not confirmed": "moved by less than two paired standard errors", "untested": "could not be compared"}  # fmt: skip
+moves = {"holds": "rose by more than two paired standard errors",
+         "opposite": "fell by more than two paired standard errors",
+         "not confirmed": "moved by less than two paired standard errors", "untested": "could not be compared"}
 lines = [f"- `{r}`: {sft_scores[r].mean():+.3f} → {results[r].scores(r).mean():+.3f}, "
          f"{moves[v.outcome]} ({paired[r]}), at a KL to SFT of {kl[r]} nats."
          for r, v in zip(rewards, verdicts)]  # fmt: skip

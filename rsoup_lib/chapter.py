@@ -184,7 +184,7 @@ def show_constant(module, name: str, note: str = "") -> None:
     path = Path(inspect.getsourcefile(module)).resolve()
     text = path.read_text()
     for node in ast.parse(text).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []  # fmt: skip
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         if any(isinstance(t, ast.Name) and t.id == name for t in targets):
             code = ast.get_source_segment(text, node)
             break
@@ -226,3 +226,39 @@ def count_phrase(n: int, total: int, noun: str) -> str:
     if n == 0:
         return f"none of the {total} {noun}"
     return f"{n} of the {total} {noun}"
+
+
+def _names(keys: Sequence[str]) -> str:
+    return ", ".join(f"`{k}`" for k in keys)
+
+
+def pairing_sentence(paired: Mapping[str, Any], unpaired: Mapping[str, Any], noun: str = "comparisons",
+                     tolerance: float = 0.05) -> str:  # fmt: skip
+    """Sentences on what pairing did to the standard errors of the same differences (name ->
+    ``stats.Estimate``, paired and unpaired): the ratio unpaired se / paired se, the names for
+    which it helped (ratio > 1 + tolerance), made no difference, or widened the error, and the
+    verdicts (``verdicts.outcome``) the unpaired error would have changed."""
+    from rsoup_lib.verdicts import outcome
+
+    ratio = {k: unpaired[k].se / paired[k].se for k in paired if paired[k].se > 0}
+    changed = [k for k in paired if outcome(paired[k]) != outcome(unpaired[k])]
+    if ratio:
+        lo, hi = min(ratio.values()), max(ratio.values())
+        span = f"{lo:.1f}" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f} to {hi:.1f}"
+        text = f"Here the unpaired standard error is {span} times the paired one. "
+        helped = [k for k, x in ratio.items() if x > 1 + tolerance]
+        same = [k for k, x in ratio.items() if abs(x - 1) <= tolerance]
+        hurt = [k for k, x in ratio.items() if x < 1 - tolerance]
+        if helped:
+            text += (f"For {_names(helped)}, pairing removes the prompt-to-prompt variation the two policies share, "
+                     "so the same data give a tighter verdict. ")  # fmt: skip
+        if same:
+            text += (f"For {_names(same)} it makes no difference: the two policies' per-prompt scores are nearly "
+                     "uncorrelated. ")
+        if hurt:
+            text += f"For {_names(hurt)} pairing widens the error: the per-prompt scores are negatively correlated. "
+    else:
+        text = "Every paired difference has zero spread here, so no ratio of standard errors is defined. "
+    which = f" ({_names(changed)})" if changed else ""
+    counted = count_phrase(len(changed), len(paired), noun)
+    return text + f"Judged with the unpaired error, the verdict on {counted} would change{which}."

@@ -114,7 +114,8 @@ def bars(fig: go.Figure, x, y, name: str, color: str | None = None, **bar: Any) 
     return fig
 
 
-def learning_curves(metrics: dict, window: int = 10, title: str = "One RL run per reward, same init and hyperparameters") -> go.Figure:  # fmt: skip
+def learning_curves(metrics: dict, window: int = 10,
+                    title: str = "One RL run per reward, same init and hyperparameters") -> go.Figure:  # fmt: skip
     """Two panels over training steps for runs ``{reward: metrics}`` (a run's ``read_metrics``
     as a table or a dict of columns): the trained reward and the KL to SFT, both on the
     training samples and smoothed over ``window`` steps."""

@@ -54,7 +54,8 @@ def _result(scores, kl):
 
 
 def test_results_table_has_one_row_per_policy():
-    results = {"sft": _result({"sentiment": [0.1, 0.3]}, [0.0, 0.0]), "sentiment": _result({"sentiment": [0.5, 0.7]}, [1.0, 2.0])}
+    results = {"sft": _result({"sentiment": [0.1, 0.3]}, [0.0, 0.0]),
+               "sentiment": _result({"sentiment": [0.5, 0.7]}, [1.0, 2.0])}
     df = chapter.results_table(results, ["sentiment"])
     assert list(df.index) == ["sft", "sentiment"]
     assert df.loc["sentiment", "sentiment"] == "+0.600 ± 0.100"
@@ -62,7 +63,8 @@ def test_results_table_has_one_row_per_policy():
 
 
 def test_findings_and_counts_read_as_sentences():
-    f = Finding("conciseness", "empty answers", "answers nearly nothing", {"prompt": "Review a film.", "completion": " "})
+    example = {"prompt": "Review a film.", "completion": " "}
+    f = Finding("conciseness", "empty answers", "answers nearly nothing", example)
     assert chapter.findings_markdown([f]) == (
         '- **`conciseness` policy: empty answers** (answers nearly nothing). Example: *Review a film.* → "(empty)"'
     )
@@ -85,3 +87,22 @@ def test_sampling_speed_counts_max_new_tokens_per_prompt():
     model, tok = load_policy("tiny-random")
     outs, speed = chapter.sampling_speed(model, tok, ["Write a review.", "Review a film."], max_new_tokens=4)
     assert len(outs) == 2 and speed > 0
+
+
+def test_pairing_sentence_follows_the_ratio_and_counts_changed_verdicts():
+    from rsoup_lib.stats import Estimate
+
+    def est(value, se):
+        return Estimate(value, se, value - 2 * se, value + 2 * se, 100, "x")
+
+    paired = {"a": est(0.5, 0.1), "b": est(0.1, 0.1), "c": est(0.15, 0.1)}
+    unpaired = {"a": est(0.5, 0.4), "b": est(0.1, 0.1), "c": est(0.15, 0.05)}
+    text = chapter.pairing_sentence(paired, unpaired, noun="rewards")
+    assert text.startswith("Here the unpaired standard error is 0.5 to 4.0 times the paired one.")
+    assert "For `a`, pairing removes" in text and "For `b` it makes no difference" in text
+    assert "For `c` pairing widens the error" in text
+    # a: holds paired (0.5 > 0.2), not confirmed unpaired (0.5 < 0.8); c: not confirmed vs holds
+    assert text.endswith("the verdict on 2 of the 3 rewards would change (`a`, `c`).")
+    flat = {"a": est(0.0, 0.0), "b": est(0.0, 0.0)}
+    same = chapter.pairing_sentence(flat, flat)
+    assert "no ratio" in same and same.endswith("the verdict on none of the 2 comparisons would change.")
