@@ -306,9 +306,10 @@ lines = [f"- `{r}`: {sft_scores[r].mean():+.3f} → {results[r].scores(r).mean()
 held = [r for r, v in zip(rewards, verdicts) if v.outcome == "holds"]
 summary = f"This build agrees with that premise for {chapter.count_phrase(len(held), len(rewards), 'rewards')}"
 if len(held) < len(rewards):
-    missing = ", ".join(f"`{r}`" for r in rewards if r not in held)
-    summary += (f"; for {missing} the run did not clearly beat SFT at this budget ({P.steps} steps, beta = {P.beta}), "
-                "so the fronts of the next chapters have no clearly specialised endpoint on that axis.")
+    missing = [r for r in rewards if r not in held]
+    summary += (f"; for {', '.join(f'`{r}`' for r in missing)} the run did not clearly beat SFT at this budget "
+                f"({P.steps} steps, beta = {P.beta}), so the fronts of the next chapters have no clearly specialised "
+                f"endpoint on {'that axis' if len(missing) == 1 else 'those axes'}.")
 else:
     summary += ": every endpoint of the next chapters' fronts is a policy that clearly moved towards its reward."
 if found:
