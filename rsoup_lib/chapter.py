@@ -29,7 +29,16 @@ def setup(profile: str = "cpu", overrides: Mapping[str, Any] | None = None) -> P
     fields and types), with its torch thread count set for this kernel."""
     P = get_profile(profile).with_overrides(overrides or {})
     set_threads(P.threads)
+    _quiet_libraries()
     return P
+
+
+def _quiet_libraries() -> None:
+    """No per-file progress bars from transformers in the chapters' outputs (loading and saving
+    a 5M-parameter model is instant; the bars were noise on the page)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _display(obj) -> None:
