@@ -40,10 +40,14 @@
 # | d | iterating moves the front up | `iterations-improve` |
 #
 # The x-axis of every figure is the **KL to the SFT policy**, estimated by Monte Carlo on
-# held-out prompts, $\mathrm{KL} \approx \frac1n\sum_{i} \sum_t \log\pi_\theta(y_{it}\mid\cdot)
-# - \log\pi_{sft}(y_{it}\mid\cdot)$ with $y_i \sim \pi_\theta(\cdot \mid x_i)$, whatever the
-# policy was anchored to during training: an EMA-anchored run pays its penalty to a moving
-# target, but it is judged, like every other policy, by how far it went from SFT (chapter 1).
+# held-out prompts,
+#
+# $$\mathrm{KL} \approx \frac1n\sum_{i} \sum_t \big[\log\pi_\theta(y_{it}\mid\cdot) -
+#   \log\pi_{sft}(y_{it}\mid\cdot)\big], \qquad y_i \sim \pi_\theta(\cdot \mid x_i),$$
+#
+# whatever the policy was anchored to during training: an EMA-anchored run pays its penalty to
+# a moving target, but it is judged, like every other policy, by how far it went from SFT
+# (chapter 1).
 #
 # ## How a claim is judged
 #
@@ -76,9 +80,9 @@ reward = "sentiment"  # one reward, as in the paper
 ema_rate = 0.01  # mu, the EMA anchor's rate (WARP: 0.01)
 beta_multipliers = [0.0, 1.0, 4.0]  # stage a: the profile's beta times these (0: no KL term)
 liti_etas = [0.0, 0.1, 0.3, 0.5, 0.8, 1.0]  # stages c, d: the points of every LITI front
-max_m = 3  # stage c: fronts for M = 2 to max_m merged runs
+max_m = 3  # stage c: fronts for M from 2 to max_m merged runs
 trajectory_points = 4  # stage c: snapshots of the single run evaluated on held-out prompts
-iterations = 3  # stage d: I = 1 to iterations (3 in the paper)
+iterations = 3  # stage d: iterations 1 to this (3 in the paper)
 warp_eta = 0.3  # LITI step that gives the next iteration's init
 
 # %% [markdown]
@@ -93,13 +97,13 @@ import dataclasses
 import numpy as np
 
 from rsoup_lib import chapter, figures, merge, pareto, rl, stats, warp
+from rsoup_lib.checkpoints import load_state_dict, policy_state
 from rsoup_lib.front import Front
 from rsoup_lib.hacking import detect
 from rsoup_lib.models import load_policy
 from rsoup_lib.prompts import load_prompts
 from rsoup_lib.rl import RLConfig, cached_train, policy_dir, read_metrics, trajectory
 from rsoup_lib.verdicts import verdict, verdict_table
-from rsoup_lib.warp import load_state_dict, policy_state
 
 P = chapter.setup(profile, overrides)
 chapter.show_parameters(P, reward=reward, ema_rate=ema_rate, beta_multipliers=beta_multipliers, liti_etas=liti_etas,
@@ -163,8 +167,8 @@ chapter.markdown(
 )
 
 # %% [markdown]
-# The experiment: the same RL recipe, the same seed and the same number of steps, for
-# $\beta \in \{0, 1, 4\} \times$ the profile's $\beta$ (`beta_multipliers`), with either anchor.
+# The experiment: the same RL recipe, the same seed and the same number of steps, for the
+# profile's $\beta$ times each of `beta_multipliers` (0, 1 and 4 by default), with either anchor.
 # With $\beta = 0$ there is no KL term and the anchor plays no role, so one run stands for
 # both: it shows what the reward alone does to the policy. Every final policy is then evaluated
 # on the held-out prompts.
@@ -182,7 +186,8 @@ for b in betas:
 # Lines are the training-batch estimates logged at every step (a moving average over 10 steps),
 # with the KL measured against SFT for both anchors; diamonds are the final policies on the
 # held-out prompts, with one standard error over prompts in each direction. Solid lines are the
-# profile's $\beta$, dashed lines four times it, the dotted grey line the run without KL term.
+# profile's $\beta$, dashed lines its other multiples, the dotted grey line the run without KL
+# term.
 
 # %% tags=["hide-input"]
 fig = figures.new(f"EMA vs SFT anchor ({reward}): training batches and held-out final policies", figures.KL_AXIS,
@@ -190,7 +195,8 @@ fig = figures.new(f"EMA vs SFT anchor ({reward}): training batches and held-out 
 for (b, anchor), (run, res) in stage_a.items():
     name = f"β = {b:g}, " + ("no KL term" if b == 0 else f"{anchor.upper()} anchor")
     color = "#7f7f7f" if b == 0 else figures.color(1 if anchor == "ema" else 0)
-    figures.training_path(fig, read_metrics(run), name, color=color, dash="dot" if b == 0 else "solid" if b == P.beta else "dash")
+    dash = "dot" if b == 0 else "solid" if b == P.beta else "dash"
+    figures.training_path(fig, read_metrics(run), name, color=color, dash=dash)
     figures.front(fig, [res], "kl", reward, name, color=color, mode="markers", symbol="diamond", size=11, showlegend=False)
 fig.show()
 chapter.table([{"β": b, "anchor": a if b else "none (no KL term)", f"{reward}": str(stats.mean(r.scores(reward))),
@@ -247,8 +253,8 @@ chapter.table([{"policy": name, **s} for name, s in detector_stats.items()], ind
 # $\mathrm{lerp}(\lambda) = \theta_{init} + (1-\lambda)\,\delta_1 + \lambda\,\delta_2$, or
 # spherically,
 #
-# $$\mathrm{slerp}(\lambda) = \theta_{init} + \frac{\sin((1-\lambda)\Omega)}{\sin\Omega}\,\delta_1
-#   + \frac{\sin(\lambda\Omega)}{\sin\Omega}\,\delta_2, \qquad
+# $$\mathrm{slerp}(\lambda) = \theta_{init} + \frac{\sin((1-\lambda)\Omega)}{\sin\Omega}\,\delta_1 +
+#   \frac{\sin(\lambda\Omega)}{\sin\Omega}\,\delta_2, \qquad
 #   \cos\Omega = \frac{\langle \delta_1, \delta_2\rangle}{\|\delta_1\|\,\|\delta_2\|},$$
 #
 # with the angle $\Omega$ computed per parameter tensor. The two coefficients, with the linear
@@ -396,7 +402,8 @@ figures.training_path(fig, read_metrics(it1.runs[0]), "single run (training batc
 figures.front(fig, [r for _, r in single], "kl", reward, "single run (held-out, by step)", color="#7f7f7f",
               labels=[f"step {s}" for s, _ in single], symbol="diamond", size=9)  # fmt: skip
 for M, pts in liti_fronts.items():
-    figures.front(fig, pts, "kl", reward, f"LITI of SLERP, M = {M}", labels=[f"η = {e:g}" for e in liti_etas], color=figures.color(M - 1))
+    figures.front(fig, pts, "kl", reward, f"LITI of SLERP, M = {M}", labels=[f"η = {e:g}" for e in liti_etas],
+                  color=figures.color(M - 1))  # fmt: skip
 fig.show()
 
 # %% [markdown]
@@ -453,13 +460,16 @@ chapter.show_source(warp.warp_iteration)
 # %%
 iter_cfg = dataclasses.replace(warp_cfg, iterations=iterations)
 its = warp.warp(iter_cfg, progress=False)
-iter_fronts = {it.index: liti_fronts[2] if it.slerp == it1.slerp else chapter.liti_front(iter_cfg, it.slerp, liti_etas, at_zero=evals[P.policy])
-               for it in its}  # fmt: skip
+assert its[0].slerp == it1.slerp  # iteration 1 is stage b's merge (the same cache entry)
+iter_fronts = {1: liti_fronts[2]}  # iteration -> its LITI front; iteration 1's is stage c's M = 2 front
+for it in its[1:]:
+    iter_fronts[it.index] = chapter.liti_front(iter_cfg, it.slerp, liti_etas, at_zero=evals[P.policy])
 
 # %% tags=["hide-input"]
 fig = figures.new("Iterated WARP: the front after each iteration", figures.KL_AXIS, f"{reward} reward", height=480)
 for i, pts in iter_fronts.items():
-    figures.front(fig, pts, "kl", reward, f"iteration {i}", labels=[f"η' = {e:g}" for e in liti_etas], color=figures.color(i - 1))
+    figures.front(fig, pts, "kl", reward, f"iteration {i}", labels=[f"η' = {e:g}" for e in liti_etas],
+                  color=figures.color(i - 1))  # fmt: skip
 fig.show()
 
 # %% [markdown]
