@@ -216,8 +216,8 @@ chapter.show_verdict(v_a, "WARP reports that the EMA anchor gives a better KL-re
 
 # %% [markdown]
 # **Without a KL term.** A proxy reward optimised with nothing to hold the policy back is
-# where reward hacking shows first. Rather than reading the samples and deciding, the $\beta =
-# 0$ policy's held-out completions (all of them, from the evaluation above) go through the
+# where reward hacking shows first. Rather than reading the samples and deciding, the
+# $\beta = 0$ policy's held-out completions (all of them, from the evaluation above) go through the
 # detectors of chapter 1 (`rsoup_lib.hacking`: repetition, collapse of distinct bigrams, empty
 # answers, keyword stuffing, ignored instructions, a stock opening), each compared with the SFT
 # policy's completions on the same prompts. A detector is a fixed threshold on one statistic: one
@@ -445,14 +445,13 @@ chapter.table([{"M": M, "RL runs": M, "reward gap to the trajectory at equal KL"
 # run records the SFT policy as its reference, so its logged KL, like every evaluation here, is
 # the KL to SFT. The front of iteration $i$ is
 # $\{(1-\eta')\,\theta_{sft} + \eta'\,\theta_{slerp}^{i},\ \eta' \in$ `liti_etas` $\}$:
-# iteration 1's is stage c's $M = 2$ front, reused rather than evaluated again. The loop, as
-# `rsoup warp` and this chapter run it:
+# iteration 1's is stage c's $M = 2$ front, reused rather than evaluated again.
 #
 # What iterating changes: the runs of iteration $i$ start from $\theta^{i-1}$, already some
-# KL away from SFT and already rewarded, so their merge usually reaches further than iteration 1's.
-# Whether that buys reward *at equal KL*, rather than only more KL, is what the verdict below
-# measures; a later front that lies on the earlier one, extended to the right, would not count
-# as an improvement.
+# KL away from SFT and already rewarded, so their merge usually reaches further than
+# iteration 1's. Whether that buys reward *at equal KL*, rather than only more KL, is what the
+# verdict below measures; a later front that lies on the earlier one, extended to the right,
+# would not count as an improvement. The loop, as `rsoup warp` and this chapter run it:
 
 # %%
 chapter.show_source(warp.warp_iteration)
