@@ -19,9 +19,9 @@ import inspect
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from rsoup_lib.book import REPO_ROOT
 from rsoup_lib.profiles import Profile, get_profile, set_threads
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def setup(profile: str = "cpu", overrides: Mapping[str, Any] | None = None) -> Profile:
