@@ -5,7 +5,9 @@ For each notebook named in ``_toc.yml``, in order:
 1. Jupytext reads ``notebooks/NAME.py`` (percent format) into a notebook;
 2. papermill executes it with the profile's parameters injected after its ``parameters`` cell
    (only the names the notebook declares, then the user's overrides), with the repository root
-   as working directory, and writes the executed copy into the build tree;
+   as working directory, and writes the executed copy into the build tree
+   (``execute_notebook``);
+3. ``finish_executed_notebook`` readies that copy for the page (below);
 
 then jupyter-book 1.x renders the build tree to HTML with its own execution off and Sphinx
 warnings treated as errors. A failing notebook stops the build with the notebook's name and the
@@ -209,7 +211,6 @@ def execute_notebook(
         ) from None
     finally:
         unexecuted.unlink(missing_ok=True)
-    finish_executed_notebook(target, entry, profile, params, overrides)
     return target
 
 
@@ -218,12 +219,14 @@ class NotebookError(UserError):
 
 
 def finish_executed_notebook(
-    path: Path, entry: str, profile: Profile, params: dict[str, Any], overrides: dict[str, Any] | None = None
+    path: Path, entry: str, profile: Profile, overrides: dict[str, Any] | None = None
 ) -> None:
-    """Fold the parameter cells into one and make the HTML outputs offline, in place."""
+    """Ready an executed notebook (``execute_notebook``'s output, left as papermill wrote it) for
+    the book, in place: fold the parameter cells into one, make the HTML outputs offline."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    params = dict(nb.metadata.get("papermill", {}).get("parameters", {}))
     command = " ".join([f"rsoup book --profile {profile.name}"] + [f"-p {k}={json.dumps(v)}" for k, v in (overrides or {}).items()])
     header = f"# Parameters of this build ({command}), set by papermill;\n# the notebook's defaults are in {entry}.py.\n"
     fold_parameters(nb, params, header)
@@ -448,7 +451,8 @@ def regenerate(
         if entry in selected:
             print(f"[rsoup book] executing {entry} (profile {profile.name})", flush=True)
             t0 = time.perf_counter()
-            execute_notebook(entry, profile, build_src, overrides, root, progress)
+            executed = execute_notebook(entry, profile, build_src, overrides, root, progress)
+            finish_executed_notebook(executed, entry, profile, overrides)
             result.seconds[entry] = time.perf_counter() - t0
             print(f"[rsoup book] {entry}: {result.seconds[entry]:.1f} s", flush=True)
         elif not target.exists():
