@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup test test-fast book book-smoke clean
+.PHONY: setup assets test test-fast book book-smoke book-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed
+# The book serves MathJax itself: its npm tarball is fetched once (checked against its sha512)
+# into ~/.cache/rsoup, so building the book needs no network (see rsoup_lib/book.py).
+assets: $(VENV)/.installed
+	@$(BIN)/python -c "from rsoup_lib.book import mathjax_tarball; print('MathJax:', mathjax_tarball())"
+
+setup: $(VENV)/.installed assets
 
 test: setup  ## the whole suite, slow integration tests included (what CI runs)
 	$(BIN)/pytest -m "slow or not slow"
@@ -37,6 +42,9 @@ book: setup  ## regenerate the book; PROFILE=smoke|cpu|gpu
 
 book-smoke: PROFILE = smoke
 book-smoke: book
+
+book-check: setup  ## open every page of the built book in headless Chromium, network cut (needs chromium)
+	$(BIN)/rsoup book --profile $(PROFILE) --check-only
 
 clean:
 	rm -rf _build
