@@ -651,14 +651,18 @@ class Chromium:
         return result["result"].get("value")
 
     def screenshot(self, session: str, path: Path, max_height: int = 6000) -> None:
-        """The page from its top, at most ``max_height`` pixels of it, as a PNG."""
+        """The page from its top, at most ``max_height`` pixels of it, as a PNG. The viewport is
+        made that tall for the capture (``captureBeyondViewport`` drew the book's layout shifted
+        off the left edge), then set back."""
         size = self.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
-        clip = {"x": 0, "y": 0, "width": self.width, "height": min(max(size["height"], 1), max_height), "scale": 1}
-        shot = self.call(
-            "Page.captureScreenshot",
-            {"format": "png", "clip": clip, "captureBeyondViewport": True},
-            session=session,
-        )
+        height = int(min(max(size["height"], 1), max_height))
+        metrics = {"width": self.width, "deviceScaleFactor": 1, "mobile": False}
+        self.call("Emulation.setDeviceMetricsOverride", {**metrics, "height": height}, session=session)
+        try:
+            self.evaluate(session, "new Promise(r => requestAnimationFrame(() => setTimeout(r, 300)))")
+            shot = self.call("Page.captureScreenshot", {"format": "png"}, session=session)
+        finally:
+            self.call("Emulation.setDeviceMetricsOverride", {**metrics, "height": self.height}, session=session)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
 
