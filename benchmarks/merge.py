@@ -206,9 +206,10 @@ def bench_memory(args, paths, n_params) -> list[str]:
 
 
 def bench_front(args) -> list[str]:
-    from rsoup_lib.commands.merge import merge_folders
+    from rsoup_lib.checkpoints import parameters
     from rsoup_lib.evaluate import evaluate
     from rsoup_lib.front import Front
+    from rsoup_lib.merge_files import merge_folders
     from rsoup_lib.models import count_parameters, load_policy
 
     policy = args.front_policy
@@ -221,7 +222,7 @@ def bench_front(args) -> list[str]:
     model.eval()
     sft, _ = load_policy(policy)
     sft.eval()
-    init = {k: v.detach().clone() for k, v in model.named_parameters()}
+    init = parameters(model)
     endpoints = []
     for s in (1, 2):
         g = torch.Generator().manual_seed(s)

@@ -101,8 +101,8 @@ def record(path: Path) -> None:
         result["merge"]["slerp"] = tensor_hashes(merge("slerp", [a, b], init=init, lam=0.3))
         result["merge"]["liti"] = tensor_hashes(merge("liti", [a], init=init, eta=0.3))
         try:
-            from rsoup_lib.checkpoints import merge_folders
-        except ImportError:
+            from rsoup_lib.merge_files import merge_folders
+        except ImportError:  # the code before rsoup_lib.merge_files
             from rsoup_lib.commands.merge import merge_folders
         for method, kw in (("lerp", {"weights": [0.3, 0.7]}), ("slerp", {"lam": 0.3, "init": str(tmp / "cpu-sft" / "policy")})):
             out = tmp / f"merged-{method}"

@@ -9,11 +9,18 @@ and the algorithm's version string is bumped whenever its code changes what it c
 invalidates old entries. Entries are folders written atomically (built under a temporary name,
 renamed when complete), so a killed run never leaves an entry that a later run trusts.
 
+Concurrency: two processes asking for the same missing entry do not both compute it. The
+first takes an exclusive lock on ``.locks/KEY.lock`` in the cache folder (``fcntl.flock``) and computes;
+the second waits on the lock, then finds the finished entry and reuses it. The stale-lock rule is
+the kernel's: a lock dies with the process that held it (a ``kill -9`` included), so a lock file
+left behind by a killed run never blocks anyone, and the next process simply takes it.
+
 Location: ``$RSOUP_CACHE_DIR`` if set, else ``~/.cache/rsoup``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +39,7 @@ ALGO_VERSIONS: dict[str, str] = {
 }
 
 ENTRY_FILE = "cache_entry.json"
+LOCKS = ".locks"  # lock files (never removed: removing a lock file another process waits on races)
 
 
 def cache_dir() -> Path:
@@ -76,24 +84,47 @@ def cached_run(
     path = root / key
     if (path / ENTRY_FILE).is_file():
         return path
-    # A folder without its entry file is debris from a killed run: never trusted.
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)
-    t0 = time.perf_counter()
-    with atomic_dir(path) as tmp:
-        fn(tmp)
-        atomic_write_json(
-            tmp / ENTRY_FILE,
-            {
-                "key": key,
-                "kind": kind,
-                "version": ALGO_VERSIONS.get(kind, "1"),
-                "config": json.loads(canonical_json(config)),
-                "created": time.time(),
-                "seconds": time.perf_counter() - t0,
-            },
-        )
+    (root / LOCKS).mkdir(parents=True, exist_ok=True)
+    with _locked(root / LOCKS / f"{key}.lock", f"{kind} {key}"):
+        if (path / ENTRY_FILE).is_file():  # another process finished it while we waited
+            return path
+        # A folder without its entry file is debris from a killed run: never trusted.
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        t0 = time.perf_counter()
+        with atomic_dir(path) as tmp:
+            fn(tmp)
+            atomic_write_json(
+                tmp / ENTRY_FILE,
+                {
+                    "key": key,
+                    "kind": kind,
+                    "version": ALGO_VERSIONS.get(kind, "1"),
+                    "config": json.loads(canonical_json(config)),
+                    "created": time.time(),
+                    "seconds": time.perf_counter() - t0,
+                },
+            )
     return path
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path, what: str):
+    """Hold an exclusive ``flock`` on ``lock_path`` (waiting, with a message, if another process
+    holds it). The kernel releases it when the holder exits or is killed."""
+    import fcntl
+    import sys
+
+    with open(lock_path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[rsoup cache] another process is computing {what}; waiting for it", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def entries(root: Path | None = None) -> list[Entry]:

@@ -29,7 +29,16 @@ def setup(profile: str = "cpu", overrides: Mapping[str, Any] | None = None) -> P
     fields and types), with its torch thread count set for this kernel."""
     P = get_profile(profile).with_overrides(overrides or {})
     set_threads(P.threads)
+    _quiet_libraries()
     return P
+
+
+def _quiet_libraries() -> None:
+    """No per-file progress bars from transformers in the chapters' outputs (loading and saving
+    a 5M-parameter model is instant; the bars were noise on the page)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _display(obj) -> None:
@@ -125,6 +134,145 @@ def estimate_text(e) -> str:
     return f"n/a ({e.note})" if math.isnan(e.value) else str(e)
 
 
+# --- chapter 1 (and chapter 0, which only describes the set-up)
+
+
+def machine_facts() -> dict[str, Any]:
+    """What this build ran on: versions of rsoup, python, torch and transformers, CPU cores,
+    torch's thread count in this kernel, and the GPU (or "none")."""
+    import os
+    import platform
+
+    import torch
+    import transformers
+
+    import rsoup_lib
+
+    return {
+        "rsoup": rsoup_lib.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "CPU cores": os.cpu_count(),
+        "torch threads": torch.get_num_threads(),
+        "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+
+
+def key_values(mapping: Mapping[str, Any], key: str = "", value: str = "value"):
+    """A mapping as a two-column table (one row per key), values shown as text."""
+    return table([{key or "name": k, value: str(v)} for k, v in mapping.items()], index=key or "name")
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), seconds it took)``."""
+    import time
+
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def sampling_speed(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, seed: int = 0,
+                   batch_size: int | None = None) -> tuple[list[str], float]:  # fmt: skip
+    """Completions of ``prompts`` (``sampling.sample``, one batch of ``batch_size``) and the
+    throughput in new tokens per second, counting ``max_new_tokens`` per prompt (an upper bound
+    on the tokens actually drawn: a completion may end early)."""
+    from rsoup_lib.sampling import sample
+
+    outs, seconds = timed(sample, model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, seed=seed,
+                          batch_size=batch_size or len(prompts))  # fmt: skip
+    return outs, len(prompts) * max_new_tokens / seconds
+
+
+def show_constant(module, name: str, note: str = "") -> None:
+    """Show the assignment of ``name`` in ``module`` (a table of thresholds, a word list), read
+    from the library's source at build time like ``show_source``."""
+    import ast
+
+    path = Path(inspect.getsourcefile(module)).resolve()
+    text = path.read_text()
+    for node in ast.parse(text).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            code = ast.get_source_segment(text, node)
+            break
+    else:
+        raise ValueError(f"{module.__name__} assigns no {name!r} at module level")
+    try:
+        where = path.relative_to(REPO_ROOT)
+    except ValueError:
+        where = path.name
+    head = f"`{where}` · `{name}`" + (f" — {note}" if note else "")
+    markdown(f"{head}\n\n```python\n{code.rstrip()}\n```")
+
+
+def results_table(results: Mapping[str, Any], rewards: Sequence[str]):
+    """One row per policy: each reward's mean ± se, the KL to SFT ± se, distinct-2 and words."""
+    rows = []
+    for name, res in results.items():
+        row = {"policy": name}
+        row.update({r: f"{res.rewards[r]['mean']:+.3f} ± {res.rewards[r]['stderr']:.3f}" for r in rewards})
+        kl = "—" if res.kl_to_sft is None else f"{res.kl_to_sft:.2f} ± {res.kl_to_sft_stderr:.2f}"
+        row.update({"KL to SFT": kl, "distinct-2": f"{res.distinct_2:.2f}", "words": f"{res.mean_words:.1f}"})
+        rows.append(row)
+    return table(rows, index="policy")
+
+
+def findings_markdown(found: Sequence[Any], width: int = 200) -> str:
+    """``rsoup_lib.hacking.detect``'s findings as a bullet list with the worst sample of each."""
+    return "\n".join(
+        f"- **`{f.policy}` policy: {f.label}** ({f.why}). Example: *{f.example['prompt']}* → "
+        f"\"{f.example['completion'].strip().replace(chr(10), ' ')[:width] or '(empty)'}\""
+        for f in found
+    )  # fmt: skip
+
+
+def count_phrase(n: int, total: int, noun: str) -> str:
+    """``"all 4 rewards"``, ``"none of the 4 rewards"``, ``"3 of the 4 rewards"``."""
+    if n == total:
+        return f"all {total} {noun}" if total > 1 else f"the {noun}"
+    if n == 0:
+        return f"none of the {total} {noun}"
+    return f"{n} of the {total} {noun}"
+
+
+def _names(keys: Sequence[str]) -> str:
+    return ", ".join(f"`{k}`" for k in keys)
+
+
+def pairing_sentence(paired: Mapping[str, Any], unpaired: Mapping[str, Any], noun: str = "comparisons",
+                     tolerance: float = 0.05) -> str:  # fmt: skip
+    """Sentences on what pairing did to the standard errors of the same differences (name ->
+    ``stats.Estimate``, paired and unpaired): the ratio unpaired se / paired se, the names for
+    which it helped (ratio > 1 + tolerance), made no difference, or widened the error, and the
+    verdicts (``verdicts.outcome``) the unpaired error would have changed."""
+    from rsoup_lib.verdicts import outcome
+
+    ratio = {k: unpaired[k].se / paired[k].se for k in paired if paired[k].se > 0}
+    changed = [k for k in paired if outcome(paired[k]) != outcome(unpaired[k])]
+    if ratio:
+        lo, hi = min(ratio.values()), max(ratio.values())
+        span = f"{lo:.1f}" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f} to {hi:.1f}"
+        text = f"Here the unpaired standard error is {span} times the paired one. "
+        helped = [k for k, x in ratio.items() if x > 1 + tolerance]
+        same = [k for k, x in ratio.items() if abs(x - 1) <= tolerance]
+        hurt = [k for k, x in ratio.items() if x < 1 - tolerance]
+        if helped:
+            text += (f"For {_names(helped)}, pairing removes the prompt-to-prompt variation the two policies share, "
+                     "so the same data give a tighter verdict. ")  # fmt: skip
+        if same:
+            text += (f"For {_names(same)} it makes no difference: the two policies' per-prompt scores are nearly "
+                     "uncorrelated. ")
+        if hurt:
+            text += f"For {_names(hurt)} pairing widens the error: the per-prompt scores are negatively correlated. "
+    else:
+        text = "Every paired difference has zero spread here, so no ratio of standard errors is defined. "
+    which = f" ({_names(changed)})" if changed else ""
+    counted = count_phrase(len(changed), len(paired), noun)
+    return text + f"Judged with the unpaired error, the verdict on {counted} would change{which}."
+
+
 # --- chapter 2 (rewarded soups) ----------------------------------------------------------------
 
 
@@ -173,16 +321,3 @@ def compare_with_paper(v, predicts: str, consistent: Sequence[str], readings: Ma
     agrees = "agrees with" if v.outcome in consistent else "does not agree with"
     return f"The paper predicts {predicts}. Here {readings[v.outcome]}, so this build {agrees} it."
 
-
-def results_table(results: Mapping[str, Any], rewards: Sequence[str]):
-    """One row per evaluation (``{name: EvalResult}``): each reward's mean ± standard error over
-    prompts, the KL to SFT (± se) and the mean length in words."""
-    rows = []
-    for name, res in results.items():
-        row = {"policy": name}
-        row.update({r: f"{res.rewards[r]['mean']:+.3f} ± {res.rewards[r]['stderr']:.3f}" for r in rewards})
-        kl = res.kl_to_sft
-        row["KL to SFT"] = "—" if kl is None else f"{kl:.2f} ± {res.kl_to_sft_stderr:.2f}"
-        row["words"] = f"{res.mean_words:.1f}"
-        rows.append(row)
-    return table(rows, index="policy")

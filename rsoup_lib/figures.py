@@ -95,17 +95,57 @@ def histogram(fig: go.Figure, values, name: str, nbins: int = 30, color: str | N
     return fig
 
 
-# --- chapter 2 (rewarded soups) ----------------------------------------------------------------
+# --- chapter 1 (and chapter 0)
 
 
-def bars(fig: go.Figure, x, y, name: str, err_y=None, color: str | None = None, row: int | None = None,
-         col: int | None = None, showlegend: bool = True) -> go.Figure:  # fmt: skip
-    """Add semi-transparent bars (e.g. a gap per lambda) with optional error bars."""
-    fig.add_trace(go.Bar(x=list(x), y=list(y), name=name, marker_color=color, opacity=0.45, legendgroup=name,
-                         showlegend=showlegend,
-                         error_y=dict(type="data", array=list(err_y), thickness=1) if err_y is not None else None),
-                  row=row, col=col)  # fmt: skip
+def smoothed(x, y, window: int = 10) -> tuple[list, list]:
+    """``(x, verdicts.smooth(y, window))`` with x cut to match: the moving average over the
+    ``window`` values ending at x[i] is plotted at x[i] (the first window - 1 points have none)."""
+    from rsoup_lib.verdicts import smooth
+
+    ys = list(smooth(list(y), window))
+    xs = list(x)
+    return xs[len(xs) - len(ys) :], ys
+
+
+def bars(fig: go.Figure, x, y, name: str, color: str | None = None, **bar: Any) -> go.Figure:
+    """Add one bar series (stack them with ``fig.update_layout(barmode="stack")``)."""
+    fig.add_bar(x=list(x), y=list(y), name=name, marker_color=color, **bar)
     return fig
+
+
+def learning_curves(metrics: dict, window: int = 10,
+                    title: str = "One RL run per reward, same init and hyperparameters") -> go.Figure:  # fmt: skip
+    """Two panels over training steps for runs ``{reward: metrics}`` (a run's ``read_metrics``
+    as a table or a dict of columns): the trained reward and the KL to SFT, both on the
+    training samples and smoothed over ``window`` steps."""
+    fig = grid(title, ["trained reward (training samples)", "KL to SFT (nats, training samples)"])
+    for i, (r, m) in enumerate(metrics.items()):
+        line(fig, *smoothed(m["step"], m[f"reward/{r}"], window), r, color=color(i), mode="lines", row=1, col=1)
+        line(fig, *smoothed(m["step"], m["kl_sft"], window), r, color=color(i), mode="lines", showlegend=False,
+             row=1, col=2)  # fmt: skip
+    fig.update_xaxes(title_text="step")
+    return fig
+
+
+def kl_reward_trajectories(metrics: dict, window: int = 10) -> go.Figure:
+    """Each run ``{reward: metrics}`` in the (KL to SFT, trained reward) plane, the reward
+    rescaled to [0, 1] by its documented range so that runs on different rewards share an axis;
+    both coordinates smoothed over ``window`` steps, the step on hover."""
+    from rsoup_lib.rewards import get_reward
+
+    fig = new("KL-reward trajectories", x="KL to SFT (nats, training samples)",
+              y="trained reward, rescaled to [0, 1]", height=460)  # fmt: skip
+    for i, (r, m) in enumerate(metrics.items()):
+        reward = get_reward(r)
+        steps, kl = smoothed(m["step"], m["kl_sft"], window)
+        _, y = smoothed(m["step"], m[f"reward/{r}"], window)
+        scaled = [(v - reward.low) / (reward.high - reward.low) for v in y]
+        line(fig, kl, scaled, r, color=color(i), size=4, text=[f"step {s}" for s in steps])
+    return fig
+
+
+# --- chapter 2 (rewarded soups) ----------------------------------------------------------------
 
 
 def lmc(title: str, lambdas: Sequence[float], panels: dict, height: int = 440) -> go.Figure:
@@ -120,7 +160,8 @@ def lmc(title: str, lambdas: Sequence[float], panels: dict, height: int = 440) -
         chord = [(1 - lam) * means[0] + lam * means[-1] for lam in lambdas]
         line(fig, lambdas, means, "soup θ(λ)", err_y=ses, color=color(0), showlegend=first, row=1, col=c)
         line(fig, lambdas, chord, "straight line", color=color(7), dash="dash", mode="lines", showlegend=first, row=1, col=c)
-        bars(fig, lambdas, [g.value for g in gaps], "gap (paired ± se)", err_y=[g.se for g in gaps], color=color(1),
+        bars(fig, lambdas, [g.value for g in gaps], "gap (paired ± se)", color=color(1), opacity=0.45,
+             error_y=dict(type="data", array=[g.se for g in gaps], thickness=1), legendgroup="gap",
              showlegend=first, row=1, col=c)  # fmt: skip
     fig.update_xaxes(title_text="λ")
     fig.update_yaxes(title_text="held-out reward", col=1)

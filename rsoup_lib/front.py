@@ -38,8 +38,9 @@ from rsoup_lib.merge import (
     check_simplex,
     lora_deltas,
     parameter_groups,
-    slerp_gram_coefficients,
     check_unit,
+    slerp_gram_coefficients,
+    slerp_lam,
 )
 
 
@@ -111,12 +112,7 @@ class Front:
 
     def slerp(self, lam: float | None = None) -> None:
         """``rsoup_lib.merge.slerp`` of the models (lam for two; iterated for more)."""
-        if self.n_models < 2:
-            raise UserError("slerp needs at least two task vectors")
-        if self.n_models > 2 and lam is not None:
-            raise UserError(f"lam applies to two models; with {self.n_models} slerp iterates with lam = 1/m")
-        if lam is not None:
-            lam = check_unit("lam", lam)
+        lam = slerp_lam(lam, self.n_models)
         coeffs = [[0.0] * len(self.keys) for _ in range(self.n_models)]
         for group, gram in zip(self.groups, self.grams()):
             c = slerp_gram_coefficients(gram, lam)
@@ -167,9 +163,4 @@ class Front:
         return sum(t.numel() * t.element_size() for ts in lists for t in ts)
 
 
-def state_dict_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of the model's parameters (named as ``named_parameters``)."""
-    return {k: p.detach().clone() for k, p in model.named_parameters()}
-
-
-__all__ = ["Front", "state_dict_of"]
+__all__ = ["Front"]

@@ -1,7 +1,8 @@
 """Weight-space merging: pure functions over state dicts (``{name: tensor}``).
 
-Notation (shared/methods.md, sections 2 and 3): theta_init the shared initialisation,
-theta_1..theta_M fine-tuned from it, delta_i = theta_i - theta_init their task vectors.
+Notation (the book's chapter 2, Rewarded soups, and chapter 3, WARP): theta_init the shared
+initialisation, theta_1..theta_M fine-tuned from it, delta_i = theta_i - theta_init their task
+vectors.
 
     lerp   theta = sum_i w_i theta_i,  w on the simplex (w_i >= 0, sum_i w_i = 1)
     slerp  spherical interpolation of the task vectors (WARP stage 2), per tensor, per
@@ -25,11 +26,17 @@ other). A mismatch raises ``UserError`` naming the first differing tensor.
 Arrays: a state dict holds torch tensors or numpy arrays (one kind per call). The formulas are
 written once over a handful of array operations (``_scaled``, ``_axpy_``, ``_dot``, ...);
 ``rsoup merge`` runs them on numpy so that a file-to-file merge never pays torch's import time,
-and training code runs them on torch tensors.
+and training code runs them on torch tensors. Neither is imported with this module (both are
+imported where an operation needs them), so ``rsoup --help`` can read the registry for free.
 
-``METHODS`` is a small mergekit-style registry of the methods ``rsoup merge`` offers, and
-``merge(name, ...)`` calls one of them by name. ``rsoup_lib.front`` evaluates whole fronts
-in place, without re-merging from scratch for each point.
+Registry: ``METHODS`` (mergekit-style) declares each method of ``rsoup merge`` once: its
+function, whether it needs the init, how many models it takes, and its parameters as ``Param``
+(name, default, check, help). ``merge(name, models, init, **params)`` refuses parameters the
+method does not declare, fills the defaults and runs the checks; ``rsoup merge`` builds its flags
+and validates them from the same declarations. Each rule is one function (``lerp_weights``,
+``slerp_lam``, ``check_unit``, ``check_granularity``) that the public function (``lerp``,
+``slerp``, ``liti``) and its ``Param`` both call. ``rsoup_lib.front`` evaluates whole fronts in
+place, without re-merging from scratch for each point.
 """
 
 from __future__ import annotations
@@ -38,8 +45,6 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
-
-import numpy as np
 
 from rsoup_lib.errors import UserError
 
@@ -127,11 +132,36 @@ def check_simplex(weights: Sequence[float], n: int) -> list[float]:
     return weights
 
 
+def lerp_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    """lerp's weights for ``n`` models: uniform 1/n when None, else checked on the simplex."""
+    if n < 1:
+        raise UserError("lerp needs at least one model")
+    return check_simplex([1.0 / n] * n if weights is None else weights, n)
+
+
 def check_unit(name: str, x: float) -> float:
     x = float(x)
     if not (0.0 <= x <= 1.0):
         raise UserError(f"{name}={x:g} is outside [0, 1]")
     return x
+
+
+def slerp_lam(lam: float | None, n: int) -> float | None:
+    """slerp's lam for ``n`` models: in [0, 1] (default 0.5) for two models, and None for more
+    (slerp then iterates with lam = 1/m: a lam given with more than two models is refused)."""
+    if n < 2:
+        raise UserError(f"slerp needs at least two models, got {n}")
+    if n == 2:
+        return check_unit("lam", 0.5 if lam is None else lam)
+    if lam is not None:
+        raise UserError(f"lam applies to two models; with {n} models slerp iterates with lam = 1/m")
+    return None
+
+
+def check_granularity(granularity: str) -> str:
+    if granularity not in GRANULARITIES:
+        raise UserError(f"unknown granularity {granularity!r}: use one of {', '.join(GRANULARITIES)}")
+    return granularity
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,12 +202,18 @@ def _scaled(t: Array, w: float, dtype: str) -> Array:
     """A new ``dtype`` array w * t (computed in ``dtype``)."""
     if _is_torch(t):
         return t * w if _dtype_name(t) == dtype else _to(t, dtype).mul_(w)
+    import numpy as np
+
     return np.multiply(t, w, dtype=dtype)
 
 
 def _sub(a: Array, b: Array) -> Array:
     """A new array a - b, in b's (accumulation) dtype."""
-    return a - b if _is_torch(a) else np.subtract(a, b, dtype=b.dtype)
+    if _is_torch(a):
+        return a - b
+    import numpy as np
+
+    return np.subtract(a, b, dtype=b.dtype)
 
 
 def _axpy_(y: Array, x: Array, alpha: float) -> None:
@@ -185,6 +221,8 @@ def _axpy_(y: Array, x: Array, alpha: float) -> None:
     if _is_torch(y):
         y.add_(x, alpha=alpha)  # mixed-dtype add_ computes in y's float32
     else:
+        import numpy as np
+
         y += np.multiply(x, alpha, dtype=y.dtype)
 
 
@@ -193,11 +231,17 @@ def _dot(a: Array, b: Array) -> float:
         import torch
 
         return float(torch.dot(a.reshape(-1), b.reshape(-1)))
+    import numpy as np
+
     return float(np.dot(a.reshape(-1), b.reshape(-1)))
 
 
 def _contiguous(t: Array) -> Array:
-    return t.contiguous() if _is_torch(t) else np.ascontiguousarray(t)
+    if _is_torch(t):
+        return t.contiguous()
+    import numpy as np
+
+    return np.ascontiguousarray(t)
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,9 +254,7 @@ def lerp(models: Sequence[StateDict], weights: Sequence[float] | None = None) ->
     ``weights`` lie on the simplex (w_i >= 0, sum w_i = 1); None means uniform 1/M. The result
     has the storage dtypes of ``models[0]``.
     """
-    if not models:
-        raise UserError("lerp needs at least one model")
-    weights = check_simplex([1.0 / len(models)] * len(models) if weights is None else weights, len(models))
+    weights = lerp_weights(weights, len(models))
     check_compatible({f"model {i + 1}": m for i, m in enumerate(models)})
     out = {}
     for key, ref in models[0].items():
@@ -244,9 +286,7 @@ def parameter_groups(keys: Sequence[str], granularity: str = "tensor") -> list[l
       norm, which is not a "layer" in any sense.
     - ``model``: one group holding every tensor.
     """
-    if granularity not in GRANULARITIES:
-        raise UserError(f"unknown granularity {granularity!r}: use one of {', '.join(GRANULARITIES)}")
-    if granularity == "tensor":
+    if check_granularity(granularity) == "tensor":
         return [[k] for k in keys]
     if granularity == "model":
         return [list(keys)] if keys else []
@@ -298,12 +338,7 @@ def slerp(
 
     (the intermediate slerp_{M-1} stays in float32). The result has ``init``'s storage dtypes.
     """
-    if len(models) < 2:
-        raise UserError(f"slerp needs at least two models, got {len(models)}")
-    if len(models) == 2:
-        lam = check_unit("lam", 0.5 if lam is None else lam)
-    elif lam is not None:
-        raise UserError(f"lam applies to two models; with {len(models)} models slerp iterates with lam = 1/m")
+    lam = slerp_lam(lam, len(models))
     check_compatible({"init": init, **{f"model {i + 1}": m for i, m in enumerate(models)}})
     floating = [k for k, t in init.items() if _floating(t)]
     out = {k: _clone(t) for k, t in init.items() if not _floating(t)}
@@ -405,6 +440,9 @@ def ema_update_(ema: Sequence[Array], params: Sequence[Array], mu: float) -> Non
 # LoRA
 
 LORA_PREFIX = "base_model.model."
+# How ``rsoup merge`` merges adapters: "delta" merges the weight deltas (``lora_deltas``),
+# "ab" averages A and B (``lora_ab_lerp``).
+LORA_MODES = ("delta", "ab")
 
 
 def lora_scaling(lora_alpha: float, r: int, use_rslora: bool = False) -> float:
@@ -474,43 +512,94 @@ def lora_ab_lerp(adapters: Sequence[StateDict], weights: Sequence[float] | None 
 
 
 @dataclass(frozen=True)
+class Param:
+    """One parameter of a merge method, declared once: ``merge`` fills ``default`` when the
+    parameter is absent (or None) and runs ``check``; ``rsoup merge`` makes it a flag
+    ``--name`` (``type``, ``nargs``, ``choices``, ``help``).
+
+    ``check(value, n_models)`` returns the value the method runs with (a default that depends on
+    the number of models is resolved there) or raises ``UserError``.
+    """
+
+    name: str
+    default: Any
+    check: Callable[[Any, int], Any]
+    help: str
+    type: Callable[[str], Any] = float
+    nargs: str | None = None
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class MergeMethod:
+    """A merge method: ``fn(init, models, **params)`` with the declared ``params`` only."""
+
     name: str
     fn: Callable[..., dict[str, Array]]
     needs_init: bool
     summary: str
+    params: tuple[Param, ...] = ()
+    n_models: int | None = None  # exactly this many models (None: the checks decide)
+
+    def resolve(self, n_models: int, has_init: bool, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters ``fn`` runs with, after every declared check; ``UserError`` for an
+        unknown parameter name, a wrong number of models, a missing init or a bad value."""
+        names = [p.name for p in self.params]
+        unknown = [k for k in params if k not in names]
+        if unknown:
+            valid = ", ".join(names) or "none"
+            raise UserError(f"{self.name} has no parameter {unknown[0]!r}: its parameters are {valid}")
+        if self.n_models is not None and n_models != self.n_models:
+            raise UserError(f"{self.name} takes exactly {self.n_models} model(s), got {n_models}: {self.summary}")
+        if self.needs_init and not has_init:
+            raise UserError(f"{self.name} needs the init checkpoint (task vectors are theta_i - theta_init)")
+        given = {k: v for k, v in params.items() if v is not None}
+        return {p.name: p.check(given.get(p.name, p.default), n_models) for p in self.params}
 
 
-def _lerp(init, models, weights=None, **_):
+def _lerp(init, models, weights):
     return lerp(models, weights)
 
 
-def _slerp(init, models, lam=None, granularity="tensor", **_):
+def _slerp(init, models, lam, granularity):
     return slerp(init, models, lam=lam, granularity=granularity)
 
 
-def _liti(init, models, eta=0.3, **_):
-    if len(models) != 1:
-        raise UserError(f"liti interpolates between the init and ONE model, got {len(models)} models")
+def _liti(init, models, eta):
     return liti(init, models[0], eta)
 
 
 METHODS: dict[str, MergeMethod] = {
     m.name: m
     for m in [
-        MergeMethod("lerp", _lerp, False, "theta = sum_i w_i theta_i (weights on the simplex; default uniform)"),
-        MergeMethod("slerp", _slerp, True, "spherical interpolation of task vectors theta_i - theta_init (WARP)"),
-        MergeMethod("liti", _liti, True, "theta = (1 - eta) theta_init + eta theta_1 (WARP's LITI)"),
+        MergeMethod(
+            "lerp", _lerp, False, "theta = sum_i w_i theta_i (the rewarded soup)",
+            (Param("weights", None, lerp_weights, "one weight per model, on the simplex (default uniform)", nargs="+"),),
+        ),
+        MergeMethod(
+            "slerp", _slerp, True, "spherical interpolation of task vectors theta_i - theta_init (WARP)",
+            (
+                Param("lam", None, slerp_lam, "position in [0, 1] between two models (default 0.5); M > 2 models iterate with lam = 1/m"),
+                Param("granularity", "tensor", lambda g, n: check_granularity(g), "where the angle is taken: tensor (default), layer (transformer block) or model", type=str, choices=GRANULARITIES),
+            ),
+        ),
+        MergeMethod(
+            "liti", _liti, True, "theta = (1 - eta) theta_init + eta theta_1 (WARP's LITI)",
+            (Param("eta", 0.3, lambda eta, n: check_unit("eta", eta), "weight of the model in [0, 1] (default 0.3)"),),
+            n_models=1,
+        ),
     ]
-}
+}  # fmt: skip
+
+
+def method_named(name: str) -> MergeMethod:
+    if name not in METHODS:
+        raise UserError(f"unknown merge method {name!r}: use one of {', '.join(METHODS)}")
+    return METHODS[name]
 
 
 def merge(method: str, models: Sequence[StateDict], init: StateDict | None = None, **params) -> dict[str, Array]:
-    """Run the registered method ``method`` (``weights`` for lerp, ``lam`` and ``granularity``
-    for slerp, ``eta`` for liti)."""
-    if method not in METHODS:
-        raise UserError(f"unknown merge method {method!r}: use one of {', '.join(METHODS)}")
-    m = METHODS[method]
-    if m.needs_init and init is None:
-        raise UserError(f"{method} needs the init checkpoint (task vectors are theta_i - theta_init)")
-    return m.fn(init, models, **params)
+    """Run the registered method ``method`` with its declared parameters (``weights`` for lerp,
+    ``lam`` and ``granularity`` for slerp, ``eta`` for liti; None or absent: the default)."""
+    m = method_named(method)
+    return m.fn(init, models, **m.resolve(len(models), init is not None, params))

@@ -563,6 +563,8 @@ def cache_config(config: RLConfig) -> dict:
     for added in ("snapshot_every", "reference"):
         if not key[added]:
             del key[added]
+    if config.anchor == "ema" and config.dtype != "float32":
+        key["ema_dtype"] = "float32"  # earlier code kept this EMA in the model's dtype: a different run
     identity = init_identity(config.policy)
     if identity:
         key["init_sha256"] = identity

@@ -1,4 +1,5 @@
-"""WARP: Weight Averaged Rewarded Policies (Ramé et al., 2024), methods.md section 3.
+"""WARP: Weight Averaged Rewarded Policies (Ramé et al., 2024): the procedure of the book's
+chapter 3.
 
 One reward r, a KL coefficient beta, and three merges in weight space per iteration. Starting
 from theta^0 = theta_sft, for i = 1..I:
@@ -30,7 +31,6 @@ parameter (tensor, layer, model) and every stage is a plain function of state di
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +40,10 @@ from rsoup_lib import cache
 from rsoup_lib.errors import UserError
 from rsoup_lib.io import atomic_dir, atomic_write_json
 from rsoup_lib.rl import RLConfig
+
+# kept for the current chapter 3 (notebooks/03_warp.py imports them from here); remove when it
+# imports from checkpoints
+from rsoup_lib.checkpoints import load_state_dict, policy_state  # noqa: F401
 
 DEFAULT_FRONT_ETAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -112,49 +116,6 @@ def run_seed(base: int, iteration: int, member: int) -> int:
     return base + 1000 * (iteration - 1) + member
 
 
-def load_state_dict(policy_dir: Path) -> dict:
-    from safetensors.torch import load_file
-
-    files = sorted(Path(policy_dir).glob("*.safetensors"))
-    if not files:
-        raise UserError(f"{policy_dir} holds no .safetensors weights")
-    state = {}
-    for f in files:
-        state.update(load_file(f))
-    return state
-
-
-def policy_state(name: str) -> dict:
-    """The state dict of a policy by name (``tiny``, a folder, ``cache:KEY/policy``), with
-    tied tensors (the output projection tied to the embeddings) once, as safetensors saves it."""
-    from rsoup_lib.models import load_policy
-
-    model, _ = load_policy(name)
-    state, seen = {}, set()
-    for k, v in model.state_dict().items():
-        if v.data_ptr() in seen:
-            continue
-        seen.add(v.data_ptr())
-        state[k] = v.detach().clone()
-    return state
-
-
-def save_merged(template: str, state: dict, out_dir: Path) -> None:
-    """Write ``state`` as a model folder loadable by transformers, config and tokenizer taken
-    from the policy ``template``."""
-    from rsoup_lib.models import load_policy
-
-    model, tokenizer = load_policy(template)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    current = model.state_dict()
-    kept = {current[k].data_ptr() for k in state if k in current}
-    tied = {k for k, v in current.items() if k not in state and v.data_ptr() in kept}
-    if unexpected or set(missing) - tied:
-        raise UserError(f"merged weights do not fit {template}: missing {missing}, unexpected {unexpected}")
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-
-
 @dataclass
 class Iteration:
     index: int
@@ -166,6 +127,7 @@ class Iteration:
 
 def warp_iteration(config: WarpConfig, index: int, init: str, progress: bool = True) -> Iteration:
     """Stages 1-3 of one iteration from the policy ``init``."""
+    from rsoup_lib.checkpoints import load_state_dict, policy_state, save_merged
     from rsoup_lib.merge import liti, slerp
     from rsoup_lib.rl import cached_train
 
@@ -214,6 +176,7 @@ def evaluate_front(
 ) -> list[dict[str, Any]]:
     """Reward and KL to the SFT policy of (1 - eta) theta_sft + eta theta_slerp for each eta,
     written in place into one live model (``rsoup_lib.front.Front``), no reloading per point."""
+    from rsoup_lib.checkpoints import parameters
     from rsoup_lib.evaluate import evaluate
     from rsoup_lib.front import Front
     from rsoup_lib.models import load_policy
@@ -221,7 +184,7 @@ def evaluate_front(
     sft = load_policy(config.rl.policy, device=config.rl.device, dtype=config.rl.dtype)
     model, tokenizer = load_policy(config.rl.policy, device=config.rl.device, dtype=config.rl.dtype)
     target = load_policy(slerp_policy, device=config.rl.device, dtype=config.rl.dtype)[0]
-    init = {k: p.detach().clone() for k, p in model.named_parameters()}
+    init = parameters(model)
     delta = {k: p.detach() - init[k] for k, p in target.named_parameters()}
     del target
     front = Front(model, [delta], init=init)

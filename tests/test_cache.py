@@ -34,7 +34,7 @@ def test_any_hyperparameter_or_version_changes_the_key(monkeypatch):
     assert cache.cache_key("rl", {**base, "seed": 1}) != key
     assert cache.cache_key("rl", {**base, "lr": 2e-3}) != key
     assert cache.cache_key("merge", base) != key
-    monkeypatch.setitem(cache.ALGO_VERSIONS, "rl", "2")
+    monkeypatch.setitem(cache.ALGO_VERSIONS, "rl", "99")
     assert cache.cache_key("rl", base) != key
 
 
@@ -47,7 +47,7 @@ def test_killed_run_leaves_no_trusted_entry(tmp_path):
         cache.cached_run("rl", {"seed": 0}, dies, root=tmp_path)
     assert cache.lookup("rl", {"seed": 0}, root=tmp_path) is None
     assert cache.entries(tmp_path) == []
-    assert list(tmp_path.iterdir()) == []  # the temporary folder is gone too
+    assert [p.name for p in tmp_path.iterdir()] == [cache.LOCKS]  # the temporary folder is gone too
     # and the next run does the work
     path = cache.cached_run("rl", {"seed": 0}, _write("ok"), root=tmp_path)
     assert (path / "out.txt").read_text() == "ok"
@@ -89,3 +89,56 @@ def test_refs_resolve_inside_the_cache(monkeypatch, tmp_path):
     cache.clear()
     with pytest.raises(UserError, match="not in the cache"):
         cache.resolve(name)
+
+
+_CONCURRENT = """
+import sys, time
+from pathlib import Path
+from rsoup_lib import cache
+
+def fn(d):
+    with open(sys.argv[2], "a") as log:
+        log.write("computed\\n")
+    time.sleep(1.5)
+    (d / "w.txt").write_text("weights")
+
+print(cache.cached_run("rl", {"seed": 0}, fn, root=Path(sys.argv[1])))
+"""
+
+
+def test_two_processes_asking_for_the_same_entry_compute_it_once(tmp_path):
+    """One process computes, the other waits on the lock and reuses the entry."""
+    import subprocess
+    import sys
+
+    script, log = tmp_path / "run.py", tmp_path / "calls.log"
+    script.write_text(_CONCURRENT)
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(log)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert log.read_text().count("computed") == 1
+    assert outs[0][0].strip() == outs[1][0].strip()  # both got the same entry
+    assert "waiting for it" in outs[0][1] + outs[1][1]
+    entry = [c for c in (tmp_path / "cache").iterdir() if c.name != cache.LOCKS]
+    assert len(entry) == 1 and (entry[0] / cache.ENTRY_FILE).is_file()
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
+    """kill -9 while computing: the lock file stays, the lock does not; the next run computes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script, log = tmp_path / "run.py", tmp_path / "calls.log"
+    script.write_text(_CONCURRENT)
+    p = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(log)])
+    deadline = time.time() + 30
+    while not (log.is_file() and log.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert list((tmp_path / "cache" / cache.LOCKS).glob("*.lock"))  # the file is left behind
+    got = cache.cached_run("rl", {"seed": 0}, lambda d: (d / "w.txt").write_text("again"), root=tmp_path / "cache")
+    assert (got / "w.txt").read_text() == "again"

@@ -54,7 +54,7 @@ def fake_result(**means):
                       kl_to_sft_stderr=0.2, distinct_1=1, distinct_2=1, repetition=0, empty_rate=0, mean_words=7.25)  # fmt: skip
 
 
-def test_ternary_lmc_and_bars_figures():
+def test_ternary_and_lmc_figures():
     w = [(1, 0, 0), (0, 1, 0), (0, 0, 1)]
     res = [fake_result(alpha=0.1 * i, beta=i, gamma=0) for i in range(3)]
     fig = figures.ternary("t", w, res, ["alpha", "beta", "gamma"], ring=[True, False, False])
@@ -64,11 +64,4 @@ def test_ternary_lmc_and_bars_figures():
     fig = figures.lmc("t", [0, 0.5, 1], {"a": ([0, 2, 1], [0.1] * 3, [gap] * 3), "b": ([1, 1, 1], [0.1] * 3, [gap] * 3)})
     assert len(fig.data) == 6 and list(fig.data[1].y) == [0, 0.5, 1]  # the chord between the endpoints
     assert fig.data[2].type == "bar" and list(fig.data[2].error_y.array) == [0.02] * 3
-    fig = figures.bars(figures.new("t", "x", "y"), [0, 1], [0.1, -0.1], "gap", err_y=[0.01, 0.02])
-    assert fig.data[0].type == "bar" and list(fig.data[0].error_y.array) == [0.01, 0.02]
 
-
-def test_results_table_rows():
-    t = chapter.results_table({"sft": fake_result(a=0.5)}, ["a"])
-    assert t.loc["sft", "a"] == "+0.500 ± 0.100" and t.loc["sft", "KL to SFT"] == "1.23 ± 0.20"
-    assert t.loc["sft", "words"] == "7.2"

@@ -1,5 +1,6 @@
-"""Merge methods against independent float64 numpy implementations of the formulas of
-shared/methods.md (sections 2 and 3), their properties, the in-place front, and `rsoup merge`."""
+"""Merge methods against independent float64 numpy implementations of the formulas of the
+book (chapter 2, Rewarded soups; chapter 3, WARP), their properties, the registry, the in-place
+front, and `rsoup merge`."""
 
 from __future__ import annotations
 
@@ -161,6 +162,62 @@ def test_registry_dispatch(trio):
         M.merge("ties", [a, b], init=init)
 
 
+def test_registry_refuses_unknown_parameters(trio):
+    init, (a, b, _) = trio
+    with pytest.raises(UserError, match=r"slerp has no parameter 'lamda': its parameters are lam, granularity"):
+        M.merge("slerp", [a, b], init=init, lamda=0.3)
+    with pytest.raises(UserError, match=r"lerp has no parameter 'lam': its parameters are weights"):
+        M.merge("lerp", [a, b], lam=0.3)
+    with pytest.raises(UserError, match=r"liti has no parameter 'weights'"):
+        M.merge("liti", [a], init=init, weights=[1.0])
+
+
+def test_registry_fills_defaults_and_none_means_default(trio):
+    init, (a, b, c) = trio
+    assert M.METHODS["slerp"].resolve(2, True, {}) == {"lam": 0.5, "granularity": "tensor"}
+    assert M.METHODS["slerp"].resolve(3, True, {"lam": None}) == {"lam": None, "granularity": "tensor"}
+    assert M.METHODS["lerp"].resolve(4, False, {}) == {"weights": [0.25] * 4}
+    assert M.METHODS["liti"].resolve(1, True, {"eta": None}) == {"eta": 0.3}
+    got = M.merge("liti", [a], init=init, eta=None)
+    assert all(torch.equal(got[k], M.liti(init, a, 0.3)[k]) for k in got)
+
+
+# Each declared rule: (method, number of models, init given, parameters, the one message).
+RULES = [
+    ("lerp", 2, False, {"weights": [0.5, 0.6]}, "weights [0.5, 0.6] sum to 1.1, not 1: lerp takes simplex weights"),
+    ("lerp", 2, False, {"weights": [1.0]}, "got 1 weights for 2 models: give one weight per model"),
+    ("lerp", 2, False, {"weights": [-0.5, 1.5]}, "weights [-0.5, 1.5] must all be >= 0 (a point of the simplex)"),
+    ("slerp", 3, True, {"lam": 0.3}, "lam applies to two models; with 3 models slerp iterates with lam = 1/m"),
+    ("slerp", 1, True, {}, "slerp needs at least two models, got 1"),
+    ("slerp", 2, True, {"lam": 1.5}, "lam=1.5 is outside [0, 1]"),
+    ("slerp", 2, True, {"granularity": "block"}, "unknown granularity 'block': use one of tensor, layer, model"),
+    ("slerp", 2, False, {}, "slerp needs the init checkpoint (task vectors are theta_i - theta_init)"),
+    ("liti", 1, True, {"eta": -0.1}, "eta=-0.1 is outside [0, 1]"),
+    ("liti", 2, True, {}, "liti takes exactly 1 model(s), got 2"),
+    ("liti", 1, False, {}, "liti needs the init checkpoint"),
+]
+
+
+@pytest.mark.parametrize("method,n,has_init,params,message", RULES)
+def test_each_declared_check_has_one_message(trio, tmp_path, method, n, has_init, params, message):
+    """The same message from the registry, from merge() and from rsoup merge's merge_folders
+    (which refuses before opening any folder: the paths below do not exist)."""
+    from rsoup_lib.merge_files import merge_folders
+
+    init, models = trio
+    models = (models * 2)[:n]
+    for call in (
+        lambda: M.METHODS[method].resolve(n, has_init, params),
+        lambda: M.merge(method, models, init=init if has_init else None, **params),
+        lambda: merge_folders(method, [tmp_path / f"m{i}" for i in range(n)], tmp_path / "out",
+                              init=tmp_path / "init" if has_init else None, **params),
+    ):  # fmt: skip
+        with pytest.raises(UserError) as err:
+            call()
+        assert str(err.value).startswith(message)
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # SLERP properties
 
@@ -175,7 +232,7 @@ def test_slerp_preserves_norm_of_equal_norm_deltas():
         assert abs(float(s.norm() / d1.norm()) - 1) < 1e-9
         lerp_norm = float(((1 - lam) * d1 + lam * d2).norm() / d1.norm())
         cos = float(d1 @ d2 / d1.norm() ** 2)
-        assert abs(lerp_norm - math.sqrt(1 - 2 * (1 - cos) * (lam - lam**2))) < 1e-9  # methods.md sec. 3
+        assert abs(lerp_norm - math.sqrt(1 - 2 * (1 - cos) * (lam - lam**2))) < 1e-9  # chapter 3, WARP
 
 
 def test_slerp_endpoints(trio):
@@ -521,7 +578,7 @@ def test_numpy_arrays_match_reference(trio, granularity):
 
 
 def test_bf16_codec_matches_torch():
-    from rsoup_lib.commands.merge import bf16_to_float32, float32_to_bf16
+    from rsoup_lib.checkpoints import bf16_to_float32, float32_to_bf16
 
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(10000, generator=g) * 10 ** torch.randint(-30, 30, (10000,), generator=g).float(),

@@ -7,7 +7,8 @@ import torch
 from rsoup_lib.errors import UserError
 from rsoup_lib.merge import liti, slerp
 from rsoup_lib.rl import RLConfig
-from rsoup_lib.warp import WarpConfig, load_state_dict, policy_state, run_seed, warp, write_outputs
+from rsoup_lib.checkpoints import load_state_dict, policy_state
+from rsoup_lib.warp import WarpConfig, run_seed, warp, write_outputs
 from rsoup_lib.cache import resolve
 
 
