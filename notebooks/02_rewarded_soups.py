@@ -235,9 +235,12 @@ lmc_verdicts = [verdict(f"lmc-{r}", f"the soup's `{r}` lies above the straight l
                 for r in reward_pair]  # fmt: skip
 for r, v in zip(reward_pair, lmc_verdicts):
     worst = min(interior, key=lambda lam: lmc[r][lam].value) if interior else None
+    reading = {"holds": f"the soup's `{r}` lies above the line ({v.estimate})", "not confirmed": f"the soup's `{r}` is "
+               f"within two standard errors of the line ({v.estimate}): no barrier, but no gain either",
+               "opposite": f"the soup's `{r}` falls below the line ({v.estimate}): a barrier between the specialists"}
     chapter.markdown(f"{v}\n\n" + (f"Its smallest gap is at λ = {worst}: {lmc[r][worst]}. " if worst is not None else "")
                      + chapter.compare_with_paper(v, "that the soup is at least as good as the line (no barrier, and "
-                                                  "usually above it)", ["holds", "not confirmed"]))  # fmt: skip
+                                                  "usually above it)", ["holds", "not confirmed"], reading))  # fmt: skip
 
 # %% [markdown]
 # ## MORL: one run per preference

@@ -314,9 +314,9 @@ def compare_with_paper(v, predicts: str, consistent: Sequence[str], readings: Ma
         return f"The paper predicts {predicts}. This build cannot say: {v.estimate.note or 'nothing was measured'}."
     e = v.estimate
     readings = readings or {
-        "holds": f"the estimate {e} is above two standard errors",
+        "holds": f"the estimate {e} is more than two standard errors above zero",
         "not confirmed": f"the estimate {e} is within two standard errors of zero",
-        "opposite": f"the estimate {e} is below minus two standard errors",
+        "opposite": f"the estimate {e} is more than two standard errors below zero",
     }
     agrees = "agrees with" if v.outcome in consistent else "does not agree with"
     return f"The paper predicts {predicts}. Here {readings[v.outcome]}, so this build {agrees} it."

@@ -44,7 +44,7 @@ def test_compare_with_paper_follows_the_outcome():
     assert chapter.compare_with_paper(up, "P", ["holds"], readings).endswith("the soup is above, so this build agrees with it.")
     assert "does not agree" in chapter.compare_with_paper(flat, "P", ["holds"], readings)
     assert "cannot say: no overlap" in chapter.compare_with_paper(none, "P", ["holds"], readings)
-    assert "+1.000 ± 0.100 is above two standard errors" in chapter.compare_with_paper(up, "P", ["holds"])
+    assert "+1.000 ± 0.100 is more than two standard errors above zero" in chapter.compare_with_paper(up, "P", ["holds"])
 
 
 def fake_result(**means):
