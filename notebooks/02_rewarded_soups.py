@@ -112,8 +112,8 @@ init = parameters(model)
 # Both endpoints, and the third specialist used for the simplex, come from chapter 1's run cache:
 # the configuration is built from the same profile (`RLConfig.from_profile`), so the cache key is
 # the same and nothing is trained again. A build that starts with an empty cache trains them here.
-# The table gives each policy's held-out rewards (mean ± one standard error over prompts), its KL
-# to the SFT policy and its mean length.
+# `parameters` copies a loaded policy's weights (`rsoup_lib.checkpoints`), named as the live model
+# names them, so that the front below can hold them as task vectors.
 
 # %%
 runs, seconds = {}, {}
@@ -142,7 +142,9 @@ chapter.show_source(Front.lerp, "the same soup written in place into the live mo
 # which equals $\sum_i \lambda_i \theta_i$ because the weights sum to one. We sweep $\lambda$ over a
 # regular grid of $[0, 1]$ (the profile's `n_lambdas` points) and, in addition, at every MORL
 # preference $\mu$, so that the soup and MORL can later be compared at the same preferences. The
-# endpoints $\lambda = 0$ and $\lambda = 1$ are the specialists themselves.
+# endpoints $\lambda = 0$ and $\lambda = 1$ are the specialists themselves; the table after the
+# sweep gives their held-out rewards and the SFT policy's (mean ± one standard error over prompts),
+# with the KL to the SFT policy, distinct-2 and the mean length in words.
 
 # %%
 grid = [round(float(x), 4) for x in np.linspace(0.0, 1.0, P.n_lambdas)]
@@ -178,8 +180,10 @@ fig.show()
 
 # %% [markdown]
 # Each point carries one standard error over prompts in both directions; consecutive points are
-# consecutive $\lambda$, from the `sentiment` specialist ($\lambda = 0$) to the `conciseness`
-# specialist ($\lambda = 1$). Hover a point to read its $\lambda$.
+# consecutive $\lambda$, from the first reward's specialist ($\lambda = 0$) to the second's
+# ($\lambda = 1$). Hover a point to read its $\lambda$. A front that bows outwards, away from the
+# origin, beats the straight chord between the specialists; one that sags towards the origin
+# loses to it. The next section measures which, reward by reward.
 #
 # ## Linear mode connectivity
 #
@@ -503,7 +507,7 @@ lora_hv = {name: stats.hypervolume(f, lora_ref) for name, f in lora_fronts.items
 lora_diff = stats.hypervolume_difference(lora_fronts["ΔW merge"], lora_fronts["A/B average"], lora_ref)
 
 # %% tags=["hide-input"]
-fig = figures.new(f"LoRA soups ({lora_steps} steps): ΔW merge vs A/B average", x=r1, y=r2)
+fig = figures.new(f"LoRA soups ({lora_steps} step{'s' * (lora_steps != 1)}): ΔW merge vs A/B average", x=r1, y=r2)
 for i, (name, by_lam) in enumerate(lora.items()):
     figures.front(fig, list(by_lam.values()), r1, r2, f"{name} (HV {lora_hv[name]})",
                   [f"λ={lam}" for lam in by_lam], color=figures.color(2 + i))  # fmt: skip
