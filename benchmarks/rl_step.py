@@ -203,10 +203,10 @@ def main() -> None:
 
     import torch
 
+    from rsoup_lib.profiles import set_threads, using_threads
     from rsoup_lib.prompts import load_prompts
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     prompts = [r["prompt"] for r in load_prompts("train")]
     print(f"rl_step benchmark: policy={args.policy} batch={args.batch_prompts} prompts x k={args.k}, "
@@ -221,10 +221,8 @@ def main() -> None:
         if not args.skip_trl:
             rows.append(run_trl(args, prompts, rep))
     peak = max(peak, matmul_peak())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count())
-    peak_all = matmul_peak()
-    torch.set_num_threads(threads)
+    with using_threads(os.cpu_count()):
+        peak_all = matmul_peak()
     print(load_avg())
 
     print(f"\n{'trainer':20s} {'samples/s':>10s} {'step s':>8s} {'gen s':>8s} {'compl. tokens':>14s}")

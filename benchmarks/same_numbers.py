@@ -30,6 +30,9 @@ import tempfile
 from pathlib import Path
 
 TIMING_KEYS = {"seconds", "generate_seconds", "samples_per_s"}
+# The repository this script sits in, first on the path: run from a worktree or a copy, it must
+# measure that copy's code, not whatever `pip install -e` points at.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def tensor_hashes(state) -> dict[str, str]:

@@ -19,9 +19,9 @@ import inspect
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from rsoup_lib.book import REPO_ROOT
 from rsoup_lib.profiles import Profile, get_profile, set_threads
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def setup(profile: str = "cpu", overrides: Mapping[str, Any] | None = None) -> Profile:
@@ -271,6 +271,133 @@ def pairing_sentence(paired: Mapping[str, Any], unpaired: Mapping[str, Any], nou
     which = f" ({_names(changed)})" if changed else ""
     counted = count_phrase(len(changed), len(paired), noun)
     return text + f"Judged with the unpaired error, the verdict on {counted} would change{which}."
+
+# --- chapter 3 (WARP): front points, task-vector geometry, the paper's prediction beside a verdict
+
+
+def eval_result(point: Mapping[str, Any]):
+    """An ``EvalResult`` back from its ``to_dict()`` (extra keys, such as a front point's
+    ``eta``, are ignored), so that ``per_prompt`` and ``figures.front`` take it."""
+    import dataclasses
+
+    from rsoup_lib.evaluate import EvalResult
+
+    return EvalResult(**{f.name: point[f.name] for f in dataclasses.fields(EvalResult) if f.name in point})
+
+
+def liti_front(config, slerp_policy: str, etas: Sequence[float], at_zero=None) -> list:
+    """The LITI front (1 - eta) theta_sft + eta theta_slerp (``warp.evaluate_front``) as one
+    ``EvalResult`` per eta, in the order of ``etas``. At eta = 0 the point is the SFT policy
+    itself, bit for bit: ``at_zero``, its evaluation on the same prompts and seed, is reused there
+    instead of being computed again (None: evaluate it like the other points)."""
+    from rsoup_lib.warp import evaluate_front
+
+    if at_zero is not None and (at_zero.n != config.eval_prompts or at_zero.seed != config.eval_seed):
+        raise ValueError(
+            f"at_zero was evaluated on n={at_zero.n}, seed={at_zero.seed}; the front uses "
+            f"n={config.eval_prompts}, seed={config.eval_seed}: the points would not pair by prompt"
+        )
+    reuse = at_zero is not None
+    todo = tuple(e for e in etas if not (reuse and e == 0))
+    done = {p["eta"]: eval_result(p) for p in evaluate_front(config, slerp_policy, todo)} if todo else {}
+    return [at_zero if reuse and e == 0 else done[e] for e in etas]
+
+
+def task_vectors(init: Mapping[str, Any], models: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """delta_m = theta_m - theta_init in float32, over the floating-point tensors of ``init``."""
+    keys = [k for k, t in init.items() if t.is_floating_point()]
+    return [{k: m[k].float() - init[k].float() for k in keys} for m in models]
+
+
+def _flat(d: Mapping[str, Any]):
+    import torch
+
+    return torch.cat([t.reshape(-1).float() for t in d.values()])
+
+
+def task_vector_norm(d: Mapping[str, Any]) -> float:
+    """The norm of a task vector flattened over all its tensors."""
+    return float(_flat(d).norm())
+
+
+def whole_model_cosine(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """cos of the angle between two task vectors flattened over all their tensors (NaN when one
+    of them is zero: no angle exists)."""
+    fa, fb = _flat(a), _flat({k: b[k] for k in a})
+    na, nb = float(fa.norm()), float(fb.norm())
+    return float(fa @ fb) / (na * nb) if na > 0 and nb > 0 else float("nan")
+
+
+def angles_per_tensor(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[float]:
+    """The angle in degrees between a[k] and b[k] for every tensor k that is non-zero in both."""
+    import math
+
+    out = []
+    for k, x in a.items():
+        x, y = x.reshape(-1).double(), b[k].reshape(-1).double()
+        nx, ny = float(x.norm()), float(y.norm())
+        if nx > 0 and ny > 0:
+            out.append(math.degrees(math.acos(max(-1.0, min(1.0, float(x @ y) / (nx * ny))))))
+    return out
+
+
+def tensor_angles(init: Mapping[str, Any], models: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Per tensor, in degrees, the angle between the task vectors of two models (``"task
+    vectors"``) and between their full weights (``"weights"``), over the tensors that both runs
+    moved (a tensor no run changed would show a full-weight angle of 0 for no reason)."""
+    d1, d2 = task_vectors(init, models[:2])
+    moved = [k for k in d1 if float(d1[k].norm()) > 0 and float(d2[k].norm()) > 0]
+    weights = [{k: m[k].float() for k in moved} for m in models[:2]]
+    return {"task vectors": angles_per_tensor({k: d1[k] for k in moved}, d2), "weights": angles_per_tensor(*weights)}
+
+
+def lerp_norm_ratio(cos: float, lam: float) -> float:
+    """|(1 - lam) delta_1 + lam delta_2| / |delta_1| for two task vectors of equal norm at angle
+    Omega, cos Omega = ``cos``: sqrt(1 - 2 (1 - cos Omega)(lam - lam^2)) (chapter 3, stage b)."""
+    import math
+
+    if math.isnan(cos):
+        return float("nan")
+    return math.sqrt(max(0.0, 1.0 - 2.0 * (1.0 - cos) * (lam - lam * lam)))
+
+
+def merged_norms(init: Mapping[str, Any], models: Sequence[Mapping[str, Any]], lams: Sequence[float]) -> dict:
+    """For each lambda, |merge(lambda) - theta_init| / |delta_1| for ``merge.slerp`` and
+    ``merge.lerp`` of two models: ``{"slerp": [...], "lerp": [...]}`` (NaN if delta_1 = 0)."""
+    from rsoup_lib.merge import lerp, slerp
+
+    (d1,) = task_vectors(init, models[:1])
+    n1 = task_vector_norm(d1)
+    out = {"slerp": [], "lerp": []}
+    for lam in lams:
+        merged = {"slerp": slerp(init, models, lam=float(lam)), "lerp": lerp(models, [1 - float(lam), float(lam)])}
+        for method, state in merged.items():
+            (d,) = task_vectors(init, [state])
+            out[method].append(task_vector_norm(d) / n1 if n1 > 0 else float("nan"))
+    return out
+
+
+AGREEMENT = {
+    "holds": "this build agrees: the difference is more than two standard errors in the paper's direction",
+    "opposite": "this build disagrees: it measures the opposite, by more than two standard errors",
+    "not confirmed": "this build can neither confirm nor contradict it: the difference is within two standard "
+                     "errors of zero, so at this scale the measurement cannot tell",
+    "untested": "this build could not test it",
+}  # fmt: skip
+
+
+def agreement(v, paper: str) -> str:
+    """The sentence that follows a verdict: what the paper reports (``paper``) and whether this
+    build agrees, worded from ``v.outcome`` (never fixed text)."""
+    said = AGREEMENT[v.outcome]
+    if v.outcome == "untested":
+        said += f" ({v.estimate.note or 'nothing was measured'})"
+    return f"{paper}; {said}."
+
+
+def show_verdict(v, paper: str) -> None:
+    """One verdict line (``Verdict [id]: outcome — ...``), then ``agreement(v, paper)``."""
+    markdown(f"{v}\n\n*The paper.* {agreement(v, paper)}")
 
 
 # --- chapter 2 (rewarded soups) ----------------------------------------------------------------

@@ -45,6 +45,12 @@ Run `rsoup COMMAND --help` for the flags of one command.
 """
 
 
+def add_threads_flag(parser) -> None:
+    """``--threads N``, shared by the commands that run torch; applied with ``profiles.set_threads``."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's; more than the CPU cores are capped)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rsoup",

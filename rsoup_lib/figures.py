@@ -144,6 +144,55 @@ def kl_reward_trajectories(metrics: dict, window: int = 10) -> go.Figure:
         line(fig, kl, scaled, r, color=color(i), size=4, text=[f"step {s}" for s in steps])
     return fig
 
+# --- chapter 3
+
+
+def training_path(fig: go.Figure, metrics: Sequence[dict], name: str, x: str = "kl_sft", y: str = "reward",
+                  window: int = 10, **style: Any) -> go.Figure:  # fmt: skip
+    """A run's training-batch estimates (``metrics.jsonl`` rows) in the (x, y) plane, each a
+    moving average over ``window`` steps (``verdicts.smooth``); drawn as a line without markers."""
+    from rsoup_lib.verdicts import smooth
+
+    xs, ys = smooth([r[x] for r in metrics], window), smooth([r[y] for r in metrics], window)
+    return line(fig, xs, ys, name, mode="lines", **style)
+
+
+def axis_titles(fig: go.Figure, titles: Sequence[tuple[str, str]]) -> go.Figure:
+    """(x title, y title) for each panel of a one-row grid, left to right."""
+    for col, (x, y) in enumerate(titles, 1):
+        fig.update_xaxes(title_text=x, row=1, col=col)
+        fig.update_yaxes(title_text=y, row=1, col=col)
+    return fig
+
+
+def merges_by_lambda(title: str, lams: Sequence[float], curves: dict[str, Sequence[Any]], reward: str) -> go.Figure:
+    """Merges of two policies over lambda (``curves``: method name -> one evaluation per lambda):
+    reward by lambda, KL to SFT by lambda, and reward against KL, one colour per method."""
+    fig = grid(title, ["reward by λ", "KL to the SFT policy by λ", "reward against KL"])
+    for i, (method, results) in enumerate(curves.items()):
+        kl, r, kl_se, r_se = xy(results, "kl", reward)
+        c, name = color(len(curves) - 1 - i), method.upper()
+        line(fig, lams, r, name, err_y=r_se, color=c, row=1, col=1)
+        line(fig, lams, kl, name, err_y=kl_se, color=c, showlegend=False, row=1, col=2)
+        line(fig, kl, r, name, err_x=kl_se, err_y=r_se, color=c, showlegend=False, row=1, col=3,
+             text=[f"λ = {x:.2f}" for x in lams])  # fmt: skip
+    return axis_titles(fig, [("λ", f"{reward} reward"), ("λ", KL_AXIS), (KL_AXIS, f"{reward} reward")])
+
+
+def task_vector_geometry(lams: Sequence[float], norms: dict[str, Sequence[float]], formula: Sequence[float],
+                         angles: dict[str, Sequence[float]]) -> go.Figure:  # fmt: skip
+    """Left: the norm of the merged task vector over lambda (measured for SLERP and LERP, and the
+    LERP formula); right: histograms of the angles per tensor (``angles``: label -> degrees)."""
+    fig = grid("The two runs' task vectors", ["norm of the merged task vector / ‖δ₁‖", "angles per tensor"])
+    line(fig, lams, norms["slerp"], "SLERP (measured)", color=color(1), row=1, col=1)
+    line(fig, lams, norms["lerp"], "LERP (measured)", color=color(0), row=1, col=1)
+    line(fig, lams, formula, "LERP (formula, equal norms)", color=color(0), dash="dot", mode="lines", row=1, col=1)
+    for i, (label, values) in enumerate(angles.items()):
+        fig.add_histogram(x=list(values), name=f"{label} ({len(values)} tensors)", nbinsx=30, opacity=0.65,
+                          marker_color=color(2 + i), row=1, col=2)  # fmt: skip
+    fig.update_layout(barmode="overlay")
+    return axis_titles(fig, [("λ", "relative norm"), ("angle (degrees)", "tensors")])
+
 
 # --- chapter 2 (rewarded soups) ----------------------------------------------------------------
 

@@ -5,15 +5,17 @@ A policy's statistics (``detector_stats``):
 
 - repetition: mean share of a completion's words that repeat an earlier word of it;
 - distinct-2: unique bigrams / all bigrams over all completions (collapse when it falls);
-- empty, words: share of completions with no words, mean words per completion;
+- empty, words: share of blank completions, mean words per completion (from the EvalResult);
 - film-term share: share of words that are film terms (what ``specificity`` counts);
 - negative asked, positive given: among prompts asking for a negative review, the share of
   completions with VADER compound > 0.5 (what a sentiment reward pays for);
-- stock opening share: share of completions that start with the policy's most common first
-  two words.
+- stock opening share: share of the completions with a word that start with the policy's most
+  common first two words.
 
 A rule (``RULES``) fires when a statistic moves past a fixed threshold against the SFT
 policy's; ``detect`` returns each firing with the worst offending sample as evidence.
+
+Words are those of ``rsoup_lib.text``, the words the rewards count.
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ from typing import Any, Callable, Mapping, Sequence
 
 from rsoup_lib.evaluate import repetition_rate
 from rsoup_lib.rewards import FILM_TERMS, get_reward
+from rsoup_lib.text import words
 
 Sample = Mapping[str, str]  # {"prompt": ..., "completion": ...}
 
 
 def opening(text: str) -> str:
     """The first two words, lower-cased."""
-    return " ".join(text.split()[:2]).lower()
+    return " ".join(words(text)[:2])
+
+
+def _film_terms(text: str) -> int:
+    """How many of the words of ``text`` are film terms (repeats counted)."""
+    return sum(w in FILM_TERMS for w in words(text))
 
 
 def _positive(samples: Sequence[Sample]) -> list[float]:
@@ -42,17 +50,17 @@ def detector_stats(result, tone_of: Mapping[str, str]) -> dict[str, Any]:
     """The statistics above for one ``rsoup_lib.evaluate.EvalResult`` (its samples, distinct-2,
     empty rate and mean words); ``tone_of`` maps a prompt to its requested tone."""
     texts = [s["completion"] for s in result.samples]
-    words = [t.split() for t in texts]
-    film = sum(sum(w.strip(".,;:!?").lower() in FILM_TERMS for w in ws) for ws in words)
+    split = [words(t) for t in texts]
+    film = sum(map(_film_terms, texts))
     negative = [s for s in result.samples if tone_of.get(s["prompt"]) == "negative"]
-    openings = Counter(opening(t) for t in texts if t.split())
+    openings = Counter(o for o in map(opening, texts) if o)
     top, top_count = openings.most_common(1)[0] if openings else ("", 0)
     return {
         "repetition": sum(map(repetition_rate, texts)) / max(len(texts), 1),
         "distinct-2": result.distinct_2,
         "empty": result.empty_rate,
         "words": result.mean_words,
-        "film-term share": film / max(sum(map(len, words)), 1),
+        "film-term share": film / max(sum(map(len, split)), 1),
         "negative asked, positive given": (
             sum(x > 0.5 for x in _positive(negative)) / len(negative) if negative else 0.0
         ),
@@ -75,10 +83,10 @@ RULES = (
     Rule("collapse", lambda d, b: d["distinct-2"] < 0.6 * b["distinct-2"],
          "distinct-2 fell below 60% of SFT's: the same text for many prompts", lambda s, d, t: 0.0),
     Rule("empty answers", lambda d, b: d["empty"] > b["empty"] + 0.2 or d["words"] < 0.3 * b["words"],
-         "answers nearly nothing: the review is gone", lambda s, d, t: -len(s["completion"].split())),
+         "answers nearly nothing: the review is gone", lambda s, d, t: -len(words(s["completion"]))),
     Rule("keyword stuffing", lambda d, b: d["film-term share"] > b["film-term share"] + 0.15,
          "lists film terms instead of reviewing",
-         lambda s, d, t: sum(w.lower().strip(".,") in FILM_TERMS for w in s["completion"].split())),
+         lambda s, d, t: _film_terms(s["completion"])),
     Rule("ignored instructions",
          lambda d, b: d["negative asked, positive given"] > b["negative asked, positive given"] + 0.2,
          "answers requests for a negative review with a positive one",

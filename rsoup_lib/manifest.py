@@ -19,7 +19,7 @@ from typing import Any
 from rsoup_lib.errors import UserError
 from rsoup_lib.io import atomic_write_json, sha256_file
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"  # the repository's data/: the one definition
 MANIFEST = "MANIFEST.json"
 REBUILD_HINT = "restore it with `git checkout -- data/` or rebuild it with `rsoup data build`"
 

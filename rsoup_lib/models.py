@@ -126,7 +126,7 @@ def smollm2_gguf_path() -> Path:
 def smollm2_dir() -> Path:
     """A safetensors Hugging Face folder of SmolLM2-135M-Instruct, converted once from the GGUF.
 
-    The first call dequantises the Q4_1 GGUF to float32 through transformers + gguf (~20-30 s)
+    The first call dequantises the Q4_1 GGUF to float32 through transformers + gguf (the slow part)
     and writes ``cache_dir()/models/smollm2-135m-instruct`` atomically; later calls return it.
     """
     from rsoup_lib.cache import cache_dir

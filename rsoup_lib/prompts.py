@@ -33,6 +33,7 @@ import re
 from pathlib import Path
 
 from rsoup_lib.errors import UserError
+from rsoup_lib.manifest import DATA_DIR
 
 GENRES = [
     "horror", "comedy", "drama", "action", "science fiction", "romance", "thriller",
@@ -63,7 +64,6 @@ PHRASINGS = [
 
 SPLITS = ("train", "test")
 SPLIT_SEED = 1234
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 PROMPTS_DIR = DATA_DIR / "prompts"
 
 

@@ -19,6 +19,10 @@ specificity    [0, 1]      coverage of film vocabulary: distinct film terms (plo
                            capped at 1
 =============  ==========  ==================================================================
 
+Words and sentences are those of ``rsoup_lib.text`` (letter runs with at most one inner
+apostrophe; sentences between runs of . ! ?), the same words the detectors and the evaluator count.
+The table is the one of book chapter 1 ("RLHF per reward").
+
 A weighted sum for MORL is written ``"sentiment:0.5,conciseness:0.5"`` (``get_reward``).
 Every call goes through ``Reward.__call__``, which rejects NaN and infinity with an error naming
 the reward and the offending input: a broken reward never becomes a silent number in training.
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from rsoup_lib.errors import UserError
+from rsoup_lib.text import sentences, words
 
 RewardFn = Callable[[Sequence[str], Sequence[str]], list[float]]
 
@@ -68,7 +73,7 @@ _vader = None
 
 def _sentiment(prompts, completions):
     global _vader
-    if _vader is None:  # the analyser loads its lexicon once (about 50 ms)
+    if _vader is None:  # the analyser loads its lexicon once
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
         _vader = SentimentIntensityAnalyzer()
@@ -76,8 +81,6 @@ def _sentiment(prompts, completions):
 
 
 # ---------------------------------------------------------------------------- readability
-_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
-_SENTENCE_END = re.compile(r"[.!?]+")
 _VOWEL_GROUP = re.compile(r"[aeiouy]+")
 
 
@@ -91,13 +94,14 @@ def count_syllables(word: str) -> int:
 
 
 def flesch_reading_ease(text: str) -> float:
-    """206.835 - 1.015 words/sentence - 84.6 syllables/word (sentences >= 1); nan if no words."""
-    words = _WORD.findall(text)
-    if not words:
+    """206.835 - 1.015 words/sentence - 84.6 syllables/word (sentences >= 1); nan if no words.
+    Words and sentences as ``rsoup_lib.text`` defines them."""
+    ws = words(text)
+    if not ws:
         return float("nan")
-    sentences = max(len([s for s in _SENTENCE_END.split(text) if _WORD.search(s)]), 1)
-    syllables = sum(count_syllables(w) for w in words)
-    return 206.835 - 1.015 * len(words) / sentences - 84.6 * syllables / len(words)
+    n_sentences = max(len(sentences(text)), 1)
+    syllables = sum(count_syllables(w) for w in ws)
+    return 206.835 - 1.015 * len(ws) / n_sentences - 84.6 * syllables / len(ws)
 
 
 def _readability(prompts, completions):
@@ -113,7 +117,7 @@ CONCISE_WORDS = 48
 
 
 def _conciseness(prompts, completions):
-    return [1.0 - min(len(_WORD.findall(c)), CONCISE_WORDS) / CONCISE_WORDS for c in completions]
+    return [1.0 - min(len(words(c)), CONCISE_WORDS) / CONCISE_WORDS for c in completions]
 
 
 # ---------------------------------------------------------------------------- specificity
@@ -129,7 +133,7 @@ SPECIFIC_TERMS = 4
 def _specificity(prompts, completions):
     out = []
     for c in completions:
-        terms = {w.lower() for w in _WORD.findall(c)} & FILM_TERMS
+        terms = set(words(c)) & FILM_TERMS
         out.append(min(len(terms), SPECIFIC_TERMS) / SPECIFIC_TERMS)
     return out
 

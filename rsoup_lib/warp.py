@@ -41,10 +41,6 @@ from rsoup_lib.errors import UserError
 from rsoup_lib.io import atomic_dir, atomic_write_json
 from rsoup_lib.rl import RLConfig
 
-# kept for the current chapter 3 (notebooks/03_warp.py imports them from here); remove when it
-# imports from checkpoints
-from rsoup_lib.checkpoints import load_state_dict, policy_state  # noqa: F401
-
 DEFAULT_FRONT_ETAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 

@@ -50,3 +50,21 @@ def test_profiles_and_cache_commands(capsys):
     assert "cpu (default)" in capsys.readouterr().out
     assert main(["cache", "ls"]) == 0
     assert "0 entries" in capsys.readouterr().out
+
+
+def test_train_help_shows_every_config_field_with_its_help_and_default(capsys, monkeypatch):
+    import dataclasses
+
+    from rsoup_lib.rl import RLConfig
+
+    monkeypatch.setenv("COLUMNS", "400")  # argparse wraps (and may break at hyphens) at the terminal width
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(RLConfig):
+        help_text = f.metadata.get("help")
+        assert help_text, f"RLConfig.{f.name} has no help metadata"
+        default = "''" if f.default == "" else f.default
+        flag = "--" + f.name.replace("_", "-")
+        assert f"{flag} " in out and f"{' '.join(help_text.split())} (default {default})" in out, f.name
+    assert "--beta BETA KL coefficient beta (>= 0) (default 0.05)" in out

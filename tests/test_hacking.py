@@ -1,7 +1,8 @@
 """Reward-hacking detectors on hand-written completions."""
 
 from rsoup_lib.evaluate import EvalResult, distinct_n
-from rsoup_lib.hacking import detect, detector_stats
+from rsoup_lib.hacking import detect, detector_stats, opening
+from rsoup_lib.text import words
 
 PROMPTS = ["Give me a negative review of a western.", "Write a review of a horror movie.",
            "Write a negative review of a comedy.", "Review a drama you saw recently."]
@@ -13,11 +14,11 @@ SFT = ["The plot dragged and the acting was flat, a dull western.",
 
 
 def result(texts):
-    words = [t.split() for t in texts]
     return EvalResult(
         n=len(texts), seed=0, rewards={}, kl_to_sft=0.0, kl_to_sft_stderr=0.0,
         distinct_1=distinct_n(texts, 1), distinct_2=distinct_n(texts, 2), repetition=0.0,
-        empty_rate=sum(not w for w in words) / len(texts), mean_words=sum(map(len, words)) / len(texts),
+        empty_rate=sum(not t.strip() for t in texts) / len(texts),
+        mean_words=sum(len(words(t)) for t in texts) / len(texts),
         samples=[{"prompt": p, "completion": t} for p, t in zip(PROMPTS, texts)],
     )  # fmt: skip
 
@@ -49,3 +50,11 @@ def test_stats_of_the_instructions_and_openings():
     s = detector_stats(result(["Great fun with a great cast.", "Great fun again.", "Meh.", "Great fun it was."]), TONES)
     assert s["negative asked, positive given"] == 0.5  # one of the two negative prompts got praise
     assert s["stock opening"] == "great fun" and s["stock opening share"] == 0.75
+
+
+def test_detectors_count_the_rewards_words():
+    """Openings and film terms are words of rsoup_lib.text: punctuation and case do not split them."""
+    assert opening("Great, fun! film") == opening("great fun film") == "great fun"
+    assert opening("...") == "" and opening("\"Jaws\" is great") == "jaws is"
+    s = detector_stats(result(["(Acting) and plot: fine.", "The score, the SCORE.", "", "Meh."]), TONES)
+    assert s["film-term share"] == 4 / 9  # acting plot score score, of 4 + 4 + 0 + 1 words

@@ -18,6 +18,8 @@ examples:
 
 
 def add_arguments(p) -> None:
+    from rsoup_lib.cli import add_threads_flag
+
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     build = sub.add_parser("build", help="rebuild the artifacts")
     build.add_argument("--small", action="store_true", help="toy sizes (for tests): a minute, not hours")
@@ -25,7 +27,7 @@ def add_arguments(p) -> None:
     build.add_argument("--work", default=None, help="scratch folder (default: <cache dir>/databuild)")
     build.add_argument("--only", nargs="+", default=None, metavar="STAGE",
                        help="run only these stages: prompts corpus teacher tokenizer pretrain sft")
-    build.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads_flag(build)
     verify = sub.add_parser("verify", help="check the files against MANIFEST.json")
     verify.add_argument("--data", default=None, help="data folder (default: the repository's data/)")
     rep = sub.add_parser("report", help="measure the quality figures")
@@ -45,14 +47,12 @@ def run(args) -> int:
     if args.action == "build":
         import time
 
-        import torch
-
         from rsoup_lib.databuild import STAGES, BuildConfig, build
+        from rsoup_lib.profiles import set_threads
 
         if args.only and set(args.only) - set(STAGES):
             raise UserError(f"unknown stage(s) {sorted(set(args.only) - set(STAGES))}: use {' '.join(STAGES)}")
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         cfg = BuildConfig.small() if args.small else BuildConfig()
         out = Path(args.out) if args.out else DATA_DIR
         work = Path(args.work) if args.work else (out / ".work" if args.small else None)

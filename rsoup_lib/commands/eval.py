@@ -15,6 +15,8 @@ examples:
 
 
 def add_arguments(p) -> None:
+    from rsoup_lib.cli import add_threads_flag
+
     p.add_argument("--policy", required=True, help="tiny, smollm2-135m-instruct, tiny-random or a model folder")
     p.add_argument("--rewards", default="sentiment", help="comma-separated reward names (default sentiment)")
     p.add_argument("--n", type=int, default=128, help="completions, one per prompt (default 128)")
@@ -25,8 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--samples", type=int, default=0, help="include this many sample completions")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's); 1 is much faster on a busy machine")
+    add_threads_flag(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -35,14 +36,12 @@ def run(args) -> int:
 
     from rsoup_lib.errors import UserError
     from rsoup_lib.evaluate import evaluate
+    from rsoup_lib.profiles import set_threads
     from rsoup_lib.prompts import load_prompts
 
     if args.n < 1:
         raise UserError("--n must be at least 1")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     result = evaluate(
         args.policy, args.rewards, load_prompts(args.split), n=args.n, seed=args.seed, sft=args.sft,
         max_new_tokens=args.max_new_tokens, device=args.device, dtype=args.dtype, n_samples=args.samples,

@@ -23,20 +23,25 @@ examples:
 
 
 def add_arguments(p) -> None:
+    from rsoup_lib.cli import add_threads_flag
     from rsoup_lib.rl import RLConfig
 
     p.add_argument("--out", required=True, help="output folder (resumed if it holds a checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's); 1 is much faster on a busy machine")
+    add_threads_flag(p)
     for f in dataclasses.fields(RLConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            p.add_argument(flag, dest=f.name, action="store_true", default=f.default,
-                           help=f"(default {f.default})")
+            p.add_argument(flag, dest=f.name, action="store_true", default=f.default, help=_flag_help(f))
         else:
             kind = {"int": int, "float": float}.get(str(f.type), str)
-            p.add_argument(flag, dest=f.name, type=kind, default=f.default, help=f"(default {f.default})")
+            p.add_argument(flag, dest=f.name, type=kind, default=f.default, help=_flag_help(f))
+
+
+def _flag_help(f: dataclasses.Field) -> str:
+    """An RLConfig field's flag help: its ``metadata["help"]`` and its default (escaped for argparse)."""
+    default = "''" if f.default == "" else f.default
+    return f"{f.metadata.get('help', '')} (default {default})".strip().replace("%", "%%")
 
 
 def run(args) -> int:
