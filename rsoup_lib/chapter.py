@@ -398,3 +398,53 @@ def agreement(v, paper: str) -> str:
 def show_verdict(v, paper: str) -> None:
     """One verdict line (``Verdict [id]: outcome — ...``), then ``agreement(v, paper)``."""
     markdown(f"{v}\n\n*The paper.* {agreement(v, paper)}")
+
+
+# --- chapter 2 (rewarded soups) ----------------------------------------------------------------
+
+
+def hv_reference(fronts: Sequence, margin: float = 0.1, maximize: Sequence[bool] = (True, True)):
+    """One reference point for every hypervolume of a comparison: per objective, the worst mean
+    over every point of every front (fronts of [n_prompts, k] per-prompt arrays), moved away by
+    ``margin`` times that objective's range (``margin`` itself when the range is 0), so that the
+    extreme points of a front add area too. Computed once from the full data and then held fixed
+    across bootstrap replicates and across the fronts compared."""
+    import numpy as np
+
+    from rsoup_lib.stats import positions
+
+    pos = np.concatenate([positions(f) for f in fronts])
+    signs = np.where(np.asarray(maximize, dtype=bool), 1.0, -1.0)
+    oriented = pos * signs
+    worst, spread = oriented.min(axis=0), np.ptp(oriented, axis=0)
+    return tuple(float(x) for x in (worst - np.where(spread > 0, margin * spread, margin)) * signs)
+
+
+def relative_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """||a - b|| / ||b|| over every tensor of ``b`` (Frobenius norms summed over tensors), e.g.
+    how far the A/B-averaged LoRA delta is from the exact delta merge. 0 when both are zero."""
+    import math
+
+    num = sum(float(((a[k].float() - b[k].float()) ** 2).sum()) for k in b)
+    den = sum(float((b[k].float() ** 2).sum()) for k in b)
+    if den == 0:
+        return 0.0 if num == 0 else float("inf")
+    return math.sqrt(num / den)
+
+
+def compare_with_paper(v, predicts: str, consistent: Sequence[str], readings: Mapping[str, str] | None = None) -> str:
+    """A sentence computed from a ``Verdict``'s outcome: what the paper predicts, what this
+    build's outcome means (``readings[outcome]``; by default the estimate against two standard
+    errors) and whether the two agree (the outcome is one of ``consistent``). An untested
+    verdict says that nothing can be compared, and why."""
+    if v.outcome == "untested":
+        return f"The paper predicts {predicts}. This build cannot say: {v.estimate.note or 'nothing was measured'}."
+    e = v.estimate
+    readings = readings or {
+        "holds": f"the estimate {e} is more than two standard errors above zero",
+        "not confirmed": f"the estimate {e} is within two standard errors of zero",
+        "opposite": f"the estimate {e} is more than two standard errors below zero",
+    }
+    agrees = "agrees with" if v.outcome in consistent else "does not agree with"
+    return f"The paper predicts {predicts}. Here {readings[v.outcome]}, so this build {agrees} it."
+

@@ -192,3 +192,61 @@ def task_vector_geometry(lams: Sequence[float], norms: dict[str, Sequence[float]
                           marker_color=color(2 + i), row=1, col=2)  # fmt: skip
     fig.update_layout(barmode="overlay")
     return axis_titles(fig, [("λ", "relative norm"), ("angle (degrees)", "tensors")])
+
+
+# --- chapter 2 (rewarded soups) ----------------------------------------------------------------
+
+
+def lmc(title: str, lambdas: Sequence[float], panels: dict, height: int = 440) -> go.Figure:
+    """The linear-mode-connectivity check, one panel per reward: the soup's reward over lambda
+    (± one standard error), the straight line between its endpoints' rewards, and the LMC gap
+    per lambda as bars with their paired standard errors. ``panels``:
+    ``{reward: (means, standard errors, gaps)}``, one value per lambda, ``gaps`` as
+    ``rsoup_lib.stats.Estimate``."""
+    fig = grid(title, [f"{r}: soup vs straight line" for r in panels], height=height)
+    for c, (means, ses, gaps) in enumerate(panels.values(), 1):
+        first = c == 1
+        chord = [(1 - lam) * means[0] + lam * means[-1] for lam in lambdas]
+        line(fig, lambdas, means, "soup θ(λ)", err_y=ses, color=color(0), showlegend=first, row=1, col=c)
+        line(fig, lambdas, chord, "straight line", color=color(7), dash="dash", mode="lines", showlegend=first, row=1, col=c)
+        bars(fig, lambdas, [g.value for g in gaps], "gap (paired ± se)", color=color(1), opacity=0.45,
+             error_y=dict(type="data", array=[g.se for g in gaps], thickness=1), legendgroup="gap",
+             showlegend=first, row=1, col=c)  # fmt: skip
+    fig.update_xaxes(title_text="λ")
+    fig.update_yaxes(title_text="held-out reward", col=1)
+    return fig
+
+
+def ternary(title: str, weights: Sequence[Sequence[float]], results: Sequence[Any], rewards: Sequence[str],
+            ring: Sequence[bool] | None = None, panel_height: int = 340) -> go.Figure:  # fmt: skip
+    """Evaluations of points of the simplex (``weights``: one (a, b, c) per evaluation in
+    ``results``), one ternary panel per reward, one panel per row (three side by side are too
+    small to read in the book's column), each coloured by the reward's held-out mean with the
+    value written beside each point (hover: the weights and mean ± se). Each corner is labelled
+    with its reward (the corner is that reward's specialist); ``ring`` circles points in red (e.g. the
+    Pareto-optimal ones)."""
+    n = len(rewards)
+    fig = make_subplots(rows=n, cols=1, specs=[[{"type": "ternary"}] for _ in range(n)],
+                        subplot_titles=[f"coloured by {r}" for r in rewards], vertical_spacing=0.12 / max(n - 1, 1) * 2)  # fmt: skip
+    ring = list(ring) if ring is not None else [False] * len(weights)
+    where = [f"λ = ({', '.join(f'{x:.2f}' for x in w)})" for w in weights]
+    for c, r in enumerate(rewards, 1):
+        values = [res.rewards[r]["mean"] for res in results]
+        hover = [f"{w}<br>{r} = {res.rewards[r]['mean']:+.3f} ± {res.rewards[r]['stderr']:.3f}" for w, res in zip(where, results)]
+        fig.add_trace(go.Scatterternary(
+            a=[w[0] for w in weights], b=[w[1] for w in weights], c=[w[2] for w in weights],
+            mode="markers+text", text=[f"{v:+.2f}" for v in values], textposition="middle right",
+            textfont=dict(size=10), hovertext=hover, hoverinfo="text", showlegend=False, cliponaxis=False,
+            marker=dict(size=12, color=values, colorscale="Viridis", showscale=False,
+                        line=dict(width=[2.5 if x else 0 for x in ring], color="red")),
+        ), c, 1)  # fmt: skip
+    for i in range(1, n + 1):  # invisible tick labels keep each corner's name clear of its marker
+        axis = dict(showticklabels=True, tickfont=dict(color="rgba(0,0,0,0)"), ticks="", linecolor="#888")
+        fig.layout[f"ternary{'' if i == 1 else i}"].update(
+            sum=1, **{f"{k}axis": dict(title=dict(text=t, font=dict(size=12)), **axis) for k, t in zip("abc", rewards)}
+        )  # fmt: skip
+    for annotation in fig.layout.annotations:  # subplot titles above the top corner's label
+        annotation.update(yshift=30, font=dict(size=13))
+    _style(fig, title, panel_height * n + 100)
+    fig.update_layout(margin=dict(l=60, r=60, t=110, b=50))
+    return fig

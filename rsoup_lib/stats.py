@@ -290,3 +290,23 @@ def distance_to_front(
         return pareto.distance_to_front(s[0].mean(axis=0), [p.mean(axis=0) for p in s[1:]], maximize)
 
     return bootstrap(dist, [q] + f, n_boot, seed)
+
+
+def mean_distance_to_front(
+    points, front, maximize: Sequence[bool] = (True, True), n_boot: int = 1000, seed: int = 0
+) -> Estimate:
+    """Mean over ``points`` of ``pareto.distance_to_front`` (signed: positive beyond the front,
+    negative behind it) of each point's mean to the polyline of the front's mean points, with
+    every point and the front bootstrapped jointly on the same prompts. The points share their
+    prompts, so their distances are not independent: the mean is recomputed per replicate
+    rather than combined from separate standard errors (chapter 2: are the MORL policies
+    beyond the rewarded-soup front?)."""
+    qs, f = _front(points, "points"), _front(front, "front")
+    _check_shared({"points": qs, "front": f})
+    k = len(qs)
+
+    def mean_dist(s: list[np.ndarray]) -> float:
+        curve = [p.mean(axis=0) for p in s[k:]]
+        return float(np.mean([pareto.distance_to_front(q.mean(axis=0), curve, maximize) for q in s[:k]]))
+
+    return bootstrap(mean_dist, qs + f, n_boot, seed)

@@ -210,3 +210,18 @@ def test_distance_to_front_estimates():
 
 def test_positions_are_column_means():
     np.testing.assert_allclose(stats.positions([point([0, 2], [1, 3]), point([1, 1], [0, 0])]), [[1, 2], [1, 0]])
+
+
+def test_mean_distance_to_front_averages_the_signed_distances():
+    w = wobble()
+    front = [point(0.0 + w, 1.0 + w), point(1.0 + w, 0.0 + w)]
+    beyond, behind = point(0.6 + w, 0.6 + w), point(-0.5 + w, 0.5 + w)  # +0.2/sqrt(2) and -0.5
+    e = stats.mean_distance_to_front([beyond, behind], front, n_boot=200)
+    assert e.value == pytest.approx((0.2 * S - 0.5) / 2)
+    assert e.se == pytest.approx(0.0, abs=1e-9)  # the shared prompt effect moves every point alike
+    one = stats.mean_distance_to_front([beyond], front, n_boot=200)
+    assert one.value == pytest.approx(stats.distance_to_front(beyond, front, n_boot=50).value)
+    noisy = stats.mean_distance_to_front([point(0.6 + w, 0.6 - w)], front, n_boot=200)
+    assert noisy.se > 0 and noisy.lo <= noisy.value <= noisy.hi
+    with pytest.raises(ValueError, match="same prompts"):
+        stats.mean_distance_to_front([point(0.5, 0.5, n=5)], front)
