@@ -70,13 +70,18 @@ def source(obj) -> str:
 def show_source(obj, note: str = "") -> None:
     """Show the library code that implements an equation, read from ``rsoup_lib`` at build time
     (never a copy), with the file it lives in."""
-    path = Path(inspect.getsourcefile(obj)).resolve()
+    _show_code(Path(inspect.getsourcefile(obj)), obj.__qualname__, source(obj), note)
+
+
+def _show_code(path: Path, name: str, code: str, note: str = "") -> None:
+    """A code block headed by the file it comes from (relative to the repository) and its name."""
+    path = path.resolve()
     try:
         where = path.relative_to(REPO_ROOT)
     except ValueError:
         where = path.name
-    head = f"`{where}` · `{obj.__qualname__}`" + (f" — {note}" if note else "")
-    markdown(f"{head}\n\n```python\n{source(obj).rstrip()}\n```")
+    head = f"`{where}` · `{name}`" + (f" — {note}" if note else "")
+    markdown(f"{head}\n\n```python\n{code.rstrip()}\n```")
 
 
 def evaluator(P: Profile, rewards: Sequence[str], sft=None, n_samples: int = 8):
@@ -199,12 +204,7 @@ def show_constant(module, name: str, note: str = "") -> None:
             break
     else:
         raise ValueError(f"{module.__name__} assigns no {name!r} at module level")
-    try:
-        where = path.relative_to(REPO_ROOT)
-    except ValueError:
-        where = path.name
-    head = f"`{where}` · `{name}`" + (f" — {note}" if note else "")
-    markdown(f"{head}\n\n```python\n{code.rstrip()}\n```")
+    _show_code(Path(path), name, code, note)
 
 
 def results_table(results: Mapping[str, Any], rewards: Sequence[str]):

@@ -241,15 +241,21 @@ def front_gap(front_a, front_b, n_boot: int = 1000, seed: int = 0) -> Estimate:
     paired bootstrap over prompts: each replicate resamples the same prompts for every point of
     both fronts and recomputes the means and the gap; replicates whose fronts share no KL range
     are ignored."""
+    return _bootstrap_pair(front_a, front_b, pareto.front_gap, n_boot, seed, nan_note="the fronts share no KL range")
+
+
+def _bootstrap_pair(front_a, front_b, statistic, n_boot: int, seed: int, **kw) -> Estimate:
+    """``statistic(mean points of A, mean points of B)`` with a paired bootstrap over prompts
+    (the same prompts resampled for every point of both fronts)."""
     a, b = _front(front_a, "front_a"), _front(front_b, "front_b")
     _check_shared({"front_a": a, "front_b": b})
     k = len(a)
 
-    def gap(s: list[np.ndarray]) -> float:
+    def stat(s: list[np.ndarray]) -> float:
         m = [p.mean(axis=0) for p in s]
-        return pareto.front_gap(m[:k], m[k:])
+        return statistic(m[:k], m[k:])
 
-    return bootstrap(gap, a + b, n_boot, seed, nan_note="the fronts share no KL range")
+    return bootstrap(stat, a + b, n_boot, seed, **kw)
 
 
 def hypervolume(front, ref, maximize: Sequence[bool] = (True, True), n_boot: int = 1000, seed: int = 0) -> Estimate:
@@ -265,15 +271,10 @@ def hypervolume_difference(
     """HV(A) - HV(B) of the mean points against the same fixed ``ref``, with a paired bootstrap
     over prompts (the same prompts for every point of both fronts); positive when A dominates
     more area."""
-    a, b = _front(front_a, "front_a"), _front(front_b, "front_b")
-    _check_shared({"front_a": a, "front_b": b})
-    k = len(a)
+    def diff(a, b) -> float:
+        return pareto.hypervolume_2d(a, ref, maximize) - pareto.hypervolume_2d(b, ref, maximize)
 
-    def diff(s: list[np.ndarray]) -> float:
-        m = [p.mean(axis=0) for p in s]
-        return pareto.hypervolume_2d(m[:k], ref, maximize) - pareto.hypervolume_2d(m[k:], ref, maximize)
-
-    return bootstrap(diff, a + b, n_boot, seed)
+    return _bootstrap_pair(front_a, front_b, diff, n_boot, seed)
 
 
 def distance_to_front(
