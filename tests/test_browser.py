@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from _smoke_book import smoke_book as build_smoke_book
 
-from rsoup_lib import book
+from rsoup_lib import book, browser
 from rsoup_lib.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", autouse=True)
 def _chromium():
-    if book.find_chromium() is None:
+    if browser.find_chromium() is None:
         message = "no Chromium on this machine (apt-get install chromium, or set RSOUP_CHROMIUM)"
         if os.environ.get("RSOUP_REQUIRE_BROWSER"):
             pytest.fail(message)
@@ -39,7 +39,7 @@ def smoke_book(tmp_path_factory):
 
 def test_every_page_of_the_smoke_book_reads_right_offline(smoke_book):
     html_dir = smoke_book / "_build" / "html"
-    report = book.check_in_browser(html_dir, screenshots=smoke_book / "screenshots", progress=False)
+    report = browser.check_in_browser(html_dir, screenshots=smoke_book / "screenshots", progress=False)
     print(report.summary())
     assert report.problems() == []
     pages = {p.page: p for p in report.pages}
@@ -122,7 +122,7 @@ def test_mechanisms_on_a_small_book(tmp_path):
         f'profile = "smoke"\nsteps = {get_profile("smoke").steps}  # optimiser steps\nmine = "x"'
     )
 
-    report = book.check_in_browser(result.html_dir, screenshots=tmp_path / "shots", progress=False)
+    report = browser.check_in_browser(result.html_dir, screenshots=tmp_path / "shots", progress=False)
     assert report.problems() == []
     pages = {p.page: p for p in report.pages}
     math, nomath = pages["notebooks/01_math.html"], pages["notebooks/02_nomath.html"]
@@ -146,7 +146,7 @@ def test_the_check_sees_what_a_reader_would_miss(tmp_path):
         "<div class='plotly-graph-div'></div><script>undefinedFunction()</script>"
         "<script src='https://cdn.example.com/x.js'></script><a href='missing.html'>x</a></body></html>"
     )
-    report = book.check_in_browser(html, timeout=2, progress=False)
+    report = browser.check_in_browser(html, timeout=2, progress=False)
     problems = "\n".join(report.problems())
     assert "1 of 1 plotly figures not drawn" in problems
     assert "1 of 1 equations not typeset" in problems

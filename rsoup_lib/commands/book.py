@@ -97,7 +97,7 @@ def run(args) -> int:
 
 def check(build_dir) -> int:
     """Check a built book in headless Chromium; 1 if a reader would see a problem."""
-    from rsoup_lib.book import check_in_browser
+    from rsoup_lib.browser import check_in_browser
 
     report = check_in_browser(build_dir / "_build" / "html", screenshots=build_dir / "screenshots")
     print(f"[rsoup book] browser check: {report.summary()}")
