@@ -200,16 +200,23 @@ def budget(profile: str) -> LocoConfig:
 def _quiet_mujoco():
     """Silence file descriptor 2 while MuJoCo compiles a model: MuJoCo 3.17 prints a
     deprecation warning from C ("compiler attribute 'settotalmass' is deprecated", about
-    gymnasium's HalfCheetah XML) for every environment made, which would fill the chapter."""
+    gymnasium's HalfCheetah XML) for every environment made, which would fill the chapter. Its
+    default warning handler also appends it to ``MUJOCO_LOG.TXT`` in the working directory (the
+    repository, in a book build), so the model is compiled from a scratch folder instead."""
     import sys
+    import tempfile
 
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved, cwd = os.dup(2), os.getcwd()
     devnull = os.open(os.devnull, os.O_WRONLY)
+    scratch = Path(tempfile.gettempdir()) / "rsoup-mujoco-log"
+    scratch.mkdir(exist_ok=True)
     try:
         os.dup2(devnull, 2)
+        os.chdir(scratch)
         yield
     finally:
+        os.chdir(cwd)
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
