@@ -46,16 +46,17 @@
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke | cpu | gpu: picks the experiment's budget (rsoup_lib.locomotion.BUDGETS)
-overrides = {}  # profile fields to change (this chapter reads only device, threads and seed from the profile)
+overrides = {}  # profile fields to change (this chapter reads only threads and seed from the profile)
 loco_overrides = {}  # fields of LocoConfig to change, e.g. {"finetune_steps": 100000, "seeds": [0, 1, 2, 3]}
 workers = 0  # training processes side by side (0: the budget's); results do not depend on it
 render = True  # try to render frames of the gaits off-screen (skipped cleanly if no GL context)
 
 # %% [markdown]
-# The set-up: the profile (this chapter reads only its device, threads and seed: the
-# experiment's size comes from the budget of the profile's name, with `loco_overrides`
-# applied), and the configuration every run of the chapter is built from. The profile's seed
-# shifts every training seed, so `-p seed=1` rebuilds the chapter on fresh runs.
+# The set-up: the profile (this chapter reads only its threads and seed: the experiment's
+# size comes from the budget of the profile's name, with `loco_overrides` applied; PPO on
+# networks this small runs on the CPU, even in the gpu profile), and the configuration every
+# run of the chapter is built from. The profile's seed shifts every training seed, so
+# `-p seed=1` rebuilds the chapter on fresh runs.
 
 # %%
 import dataclasses
@@ -201,6 +202,14 @@ chapter.show_source(merge.lerp)
 # pairs the risky policy of the shared init with the cautious policy of the other init; MORL
 # is evaluated for each $\mu$, and so is the shared-init soup at $\lambda = \mu$ (already on
 # the grid when $\mu$ is).
+#
+# A soup costs no training at all: it is one weighted sum of two state dicts, and evaluating
+# it is all the price of a point. Each evaluation runs its episodes side by side, one
+# environment per episode, and asks the policy for all their actions in one batch per step, so
+# a whole front of the grid costs a few seconds per seed. Every policy then holds the same
+# rows, (seed, episode) after (seed, episode), and `pool` stacks the seeds' results in that
+# order, so that row $k$ of any two pooled results is the same episode of the same seed's
+# policies: the pairing that every statistic below relies on.
 
 # %%
 t0 = time.perf_counter()
@@ -230,25 +239,26 @@ chapter.markdown(f"Evaluating {len(front) + len(other) + len(morl) + len(inits)}
 
 # %% [markdown]
 # The table gives each point's mean forward progress $F$ and control cost $C$ with one
-# standard error over the (seed, episode) pairs, and the mixed reward $R_{1/2}$; the rows
-# "seed spread" show how far the seeds' own means lie apart (the standard deviation of the
-# per-seed means), the part of the uncertainty that pooling episodes does not see.
+# standard error over the (seed, episode) pairs, and the mixed reward
+# $R_{1/2} = F - w_{1/2}\,C$ with $w_{1/2} = (w_0 + w_1)/2$, the reward both verdicts on the
+# middle of the front are judged on. The column "seed spread" shows how far the seeds' own
+# means of $R_{1/2}$ lie apart (the standard deviation of the per-seed means), the part of the
+# uncertainty that pooling episodes does not see: a deterministic policy varies from episode
+# to episode only through its start, while two fine-tuning seeds can find different gaits.
+#
+# What to look for: along the shared-init rows, $F$ and $C$ should fall together as $\lambda$
+# moves from the risky policy to the cautious one, with no row in the middle that is worse on
+# both; the different-init rows should show what happens without the shared init; the
+# pre-trained inits show where the fine-tunes started from.
 
 # %% tags=["hide-input"]
-def row(name, ep, per_seed=None):
-    r = {"policy": name}
-    for key, x in (("F", ep.forward), ("C", ep.ctrl), ("R_1/2", ep.mixed(W_MID))):
-        r[key] = f"{x.mean():.1f} ± {x.std(ddof=1) / np.sqrt(len(x)):.1f}"
-    if per_seed is not None:
-        means = [e.mixed(W_MID).mean() for e in per_seed]
-        r["R_1/2 seed spread"] = f"{np.std(means, ddof=1):.1f}" if len(means) > 1 else "—"
-    return r
-
-
-rows = [row(f"shared init, λ = {lam:g}", pool(front, lam), [front[s, lam] for s in cfg.seeds]) for lam in cfg.lambdas]
-rows += [row(f"different inits, λ = {lam:g}", pool(other, lam), [other[s, lam] for s in cfg.seeds]) for lam in (0.5, 1.0)]
-rows += [row(f"MORL, μ = {mu:g}", pool(morl, mu), [morl[s, mu] for s in cfg.seeds]) for mu in cfg.morl_mus]
-rows += [row(f"init {j} (pre-trained, seed {cfg.init_seeds[j]})", e) for j, e in enumerate(inits)]
+rows = [locomotion.table_row(f"shared init, λ = {lam:g}", pool(front, lam), W_MID, [front[s, lam] for s in cfg.seeds])
+        for lam in cfg.lambdas]  # fmt: skip
+rows += [locomotion.table_row(f"different inits, λ = {lam:g}", pool(other, lam), W_MID, [other[s, lam] for s in cfg.seeds])
+         for lam in (0.5, 1.0)]  # fmt: skip
+rows += [locomotion.table_row(f"MORL, μ = {mu:g}", pool(morl, mu), W_MID, [morl[s, mu] for s in cfg.seeds])
+         for mu in cfg.morl_mus]  # fmt: skip
+rows += [locomotion.table_row(f"init {j} (pre-trained, seed {cfg.init_seeds[j]})", e, W_MID) for j, e in enumerate(inits)]
 chapter.table(rows, index="policy")
 
 # %% [markdown]
@@ -258,14 +268,7 @@ chapter.table(rows, index="policy")
 # points; diamonds are MORL, squares the two pre-trained inits.
 
 # %% tags=["hide-input"]
-def xy(points):
-    xs = [p.forward.mean() for p in points]
-    ys = [-p.ctrl.mean() for p in points]
-    ex = [p.forward.std(ddof=1) / np.sqrt(len(p.forward)) for p in points]
-    ey = [p.ctrl.std(ddof=1) / np.sqrt(len(p.ctrl)) for p in points]
-    return xs, ys, ex, ey
-
-
+xy = locomotion.front_xy
 fig = figures.new(f"{cfg.env}: the rewarded-soup front and its controls", "forward progress F (sum of velocities)",
                   "− control cost −C (sum of squared torques)", height=520)  # fmt: skip
 pts = [pool(front, lam) for lam in cfg.lambdas]
@@ -462,7 +465,8 @@ chapter.table(gap_rows, index="λ")
 #
 # The budget is a small fraction of the paper's: the pre-trained cheetah at this budget runs
 # slowly, and a fine-tuning of a few tens of thousands of steps moves it only part of the way
-# towards either gait. On a bigger machine, the same chapter scales with `-p profile=gpu` (a
-# million pre-training steps, five seeds, eleven λs), and the same experiment runs from the
+# towards either gait. On a bigger machine, the same chapter scales with `rsoup book --profile
+# gpu` (a million pre-training steps, five seeds, eleven λs, four training processes; or any
+# size with `-p loco_overrides=...`), and the same experiment runs from the
 # command line, on any MuJoCo task gymnasium ships (Hopper, Walker2d, Humanoid, all with a
 # `ctrl_cost_weight`), with `rsoup locomotion --config configs/locomotion_halfcheetah.yaml --out runs/loco`.

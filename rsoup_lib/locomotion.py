@@ -575,3 +575,25 @@ def evaluate_experiment(cfg: LocoConfig, runs: Runs):
             yield f"seed {s} MORL mu={mu:g}", evaluate(load_policy(runs.morl[mu][s]), **ev)
     for j, run in enumerate(runs.inits):
         yield f"init {j}", evaluate(load_policy(run), **ev)
+
+
+def front_xy(points: Sequence[Episodes]) -> tuple[list, list, list, list]:
+    """The four series a front plot needs, from per-episode results: mean F, mean -C, and their
+    standard errors over episodes."""
+    def se(x):
+        return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
+
+    return ([float(p.forward.mean()) for p in points], [float(-p.ctrl.mean()) for p in points],
+            [se(p.forward) for p in points], [se(p.ctrl) for p in points])  # fmt: skip
+
+
+def table_row(name: str, ep: Episodes, w: float, per_seed: Sequence[Episodes] | None = None) -> dict[str, str]:
+    """One row of the chapter's table: F, C and F - w C as mean ± standard error over episodes,
+    and, given each seed's own episodes, the standard deviation of the per-seed means of F - w C."""
+    row = {"policy": name}
+    n = len(ep.forward)
+    for key, x in (("F", ep.forward), ("C", ep.ctrl), (f"F − {w:g} C", ep.mixed(w))):
+        row[key] = f"{x.mean():.1f} ± {x.std(ddof=1) / np.sqrt(n):.1f}" if n > 1 else f"{x.mean():.1f}"
+    means = [e.mixed(w).mean() for e in per_seed or []]
+    row["seed spread"] = f"{np.std(means, ddof=1):.1f}" if len(means) > 1 else "—"
+    return row

@@ -91,3 +91,14 @@ def test_cli_help_lists_locomotion(capsys):
     with pytest.raises(SystemExit):
         main(["locomotion", "--help"])
     assert "--config" in capsys.readouterr().out
+
+
+def test_front_xy_and_table_row():
+    a = L.Episodes(np.array([1.0, 3.0]), np.array([2.0, 4.0]), seed=0)
+    b = L.Episodes(np.array([5.0, 5.0]), np.array([0.0, 2.0]), seed=0)
+    xs, ys, ex, ey = L.front_xy([a, b])
+    assert xs == [2.0, 5.0] and ys == [-3.0, -1.0] and ex[1] == 0.0 and ey[0] == pytest.approx(1.0)
+    pooled = L.pooled([a, b])
+    np.testing.assert_array_equal(pooled.forward, [1.0, 3.0, 5.0, 5.0])
+    row = L.table_row("x", pooled, 0.5, [a, b])
+    assert row["F − 0.5 C"].startswith("2.") and row["seed spread"] == f"{np.std([0.5, 4.5], ddof=1):.1f}"
