@@ -110,7 +110,18 @@ class Verdict:
         e = self.estimate
         if self.outcome == "untested":
             return f"not measured: {e.note or NOTHING_MEASURED}"
-        return f"{e}, 95% interval {e.interval()}"
+        return f"{e}, 95% interval {e.interval()}{self.borderline()}"
+
+    def borderline(self) -> str:
+        """A warning when the rule (value against 2 se) and the 95% interval disagree, as they can
+        for a skewed bootstrap distribution: the reader sees both, and which way each points."""
+        e = self.estimate
+        excludes_zero = e.lo > 0 or e.hi < 0
+        if self.outcome in ("holds", "opposite") and not excludes_zero:
+            return "; borderline: the interval includes 0"
+        if self.outcome == "not confirmed" and excludes_zero:
+            return "; borderline: the interval excludes 0"
+        return ""
 
     def __str__(self) -> str:
         line = f"Verdict [{self.claim_id}]: {self.outcome} — {self.claim} ({self.measured()}; {self.statistic})"

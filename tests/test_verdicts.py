@@ -110,3 +110,15 @@ def test_verdict_table_has_one_row_per_verdict():
 def test_smooth_is_a_moving_average():
     np.testing.assert_allclose(smooth([0, 2, 4, 6], window=2), [1, 3, 5])
     np.testing.assert_allclose(smooth([1, 2], window=5), [1, 2])
+
+
+def test_a_verdict_whose_interval_disagrees_with_the_rule_says_it_is_borderline():
+    from rsoup_lib.stats import Estimate
+    from rsoup_lib.verdicts import verdict
+
+    skewed = Estimate(0.027, 0.013, -0.003, 0.047, 128, "bootstrap")  # > 2 se, but the interval holds 0
+    assert "borderline: the interval includes 0" in str(verdict("x", "claim", skewed, "bootstrap"))
+    clear = Estimate(0.05, 0.01, 0.03, 0.07, 128, "bootstrap")
+    assert "borderline" not in str(verdict("x", "claim", clear, "bootstrap"))
+    inside = Estimate(0.019, 0.01, 0.001, 0.04, 128, "bootstrap")  # within 2 se, interval above 0
+    assert "borderline: the interval excludes 0" in str(verdict("x", "claim", inside, "bootstrap"))
