@@ -300,7 +300,11 @@ figures.merges_by_lambda(f"SLERP vs LERP of two EMA-anchored runs ({reward})", l
 # prompt, the mean over the interior $\lambda$ (where the merges differ) of the SLERP reward
 # minus the LERP reward, then the mean and standard error of that over prompts. The $\lambda$
 # points share their prompts, so they are not independent measurements and are not treated as
-# such. At equal KL the two curves are compared as fronts, by the front gap.
+# such. At equal KL the question is whether SLERP's points lie beyond the front LERP traces in
+# the (KL, reward) plane: the mean signed distance of SLERP's interior points to LERP's front
+# (positive beyond it, negative behind it). A front gap over a shared KL range would not do:
+# SLERP keeps the task vector long, so its points can all sit at larger KL than LERP's and the
+# two fronts need not share any KL range.
 #
 # The two verdicts answer different questions and can disagree. SLERP's merge sits further
 # from the init than LERP's (its task vector is longer), so it can win at equal $\lambda$ simply
@@ -316,8 +320,12 @@ v_lam = verdict("slerp-vs-lerp-lambda", "SLERP gives more reward than LERP at eq
                 f"paired difference over {P.eval_prompts} prompts of each prompt's mean over {len(interior)} interior λ")  # fmt: skip
 chapter.show_verdict(v_lam, "WARP reports that SLERP reaches more reward than LERP at the same λ, because LERP "
                             "shortens task vectors that are far from parallel")  # fmt: skip
-v_kl = verdict("slerp-vs-lerp-kl", "SLERP's (KL, reward) curve over λ lies above LERP's at equal KL",
-               stats.front_gap(front_points(curves["slerp"]), front_points(curves["lerp"])), FRONT_GAP)  # fmt: skip
+v_kl = verdict("slerp-vs-lerp-kl", "SLERP's interior points lie beyond LERP's (KL, reward) front",
+               stats.mean_distance_to_front([front_points(curves["slerp"])[i] for i in interior],
+                                            front_points(curves["lerp"]), maximize=(False, True))
+               if interior else stats.undefined("no interior λ: raise n_lambdas"),
+               f"mean signed distance of the {len(interior)} interior SLERP points to the LERP front "
+               f"(KL minimised, reward maximised), joint bootstrap over {P.eval_prompts} prompts")  # fmt: skip
 chapter.show_verdict(v_kl, "WARP chooses SLERP over LERP for the front it builds; read at equal KL, its argument "
                            "(the longer task vector buys reward, not only KL) predicts SLERP's curve above LERP's")  # fmt: skip
 
