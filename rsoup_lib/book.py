@@ -427,10 +427,12 @@ def stage_sources(build_src: Path, root: Path = REPO_ROOT) -> None:
 
 
 def build_html(build_src: Path, build_dir: Path) -> Path:
-    """Run jupyter-book 1.x on the staged tree, Sphinx warnings as errors."""
+    """Run jupyter-book 1.x on the staged tree, Sphinx warnings as errors, every page rebuilt
+    (``--all``: an environment cached from an earlier build can miss a new bibliography entry,
+    and sphinxcontrib-bibtex then fails with a KeyError on it; a rebuild takes seconds)."""
     cmd = [
         sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(build_src),
-        "--path-output", str(build_dir), "--warningiserror", "--keep-going",
+        "--path-output", str(build_dir), "--warningiserror", "--keep-going", "--all",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
