@@ -74,7 +74,7 @@ class Child:
         return self.status
 
     def stderr(self) -> str:
-        return self.err.read_text()
+        return self.err.read_text() if self.err.exists() else ""  # the child creates it
 
 
 class ForkServer:
@@ -231,8 +231,8 @@ def train_reference(server, tmp_path_factory):
 
 def test_train_survives_kill_9(server, train_reference, tmp_path):
     ref, seconds = train_reference
-    events = [("metrics", 1, 9), ("checkpoint", 1, 4)]
-    points = _points("train", 6, seconds, events)
+    events = [("metrics", 1, 8), ("checkpoint", 1, 4)]
+    points = _points("train", 6, seconds, events, extra=0.05)
     landed = []
     for i, point in enumerate(points):
         out = tmp_path / f"k{i}" / "run"
@@ -253,15 +253,14 @@ def test_train_survives_kill_9(server, train_reference, tmp_path):
 
 # ----------------------------------------------------------------------------- rsoup merge
 def _write_model(folder: Path, seed: int) -> None:
-    """A sharded model folder big enough (6 x 8 MB) for a merge to take a moment."""
+    """A sharded model folder big enough (12 x 8 MB) for a merge to take a moment."""
     import numpy as np
 
     from rsoup_lib.checkpoints import write_safetensors
 
     folder.mkdir(parents=True)
     g = np.random.default_rng(seed)
-    shards = {"model-00001-of-00002.safetensors": ["a.weight", "b.weight", "c.weight"],
-              "model-00002-of-00002.safetensors": ["d.weight", "e.weight", "f.weight"]}  # fmt: skip
+    shards = {f"model-0000{i + 1}-of-00002.safetensors": [f"layer{6 * i + j}.weight" for j in range(6)] for i in range(2)}
     weight_map = {}
     for shard, names in shards.items():
         write_safetensors(folder / shard, {n: g.standard_normal((1024, 2048)).astype(np.float32) for n in names}, {})
@@ -373,7 +372,7 @@ def teacher_reference(server, tmp_path_factory):
 
 def test_teacher_stage_survives_kill_9(server, teacher_reference, tmp_path):
     root, seconds = teacher_reference
-    points = _points("teacher", 5, seconds, [("heldout", 1, 16), ("train", 1, 32)])
+    points = _points("teacher", 5, seconds, [("heldout", 1, 16), ("train", 1, 16)], extra=0.03)
     landed = []
     for i, point in enumerate(points):
         data = tmp_path / f"k{i}" / "data"
@@ -432,15 +431,19 @@ def test_a_waiting_process_takes_over_from_a_killed_one(server, tmp_path):
     resumes from the killed one's last checkpoint and writes the entry an uninterrupted run
     writes."""
     env = {"RSOUP_CACHE_DIR": str(tmp_path / "cache")}
-    ref = server.run(code=CACHED_TRAIN, cwd=tmp_path, env={"RSOUP_CACHE_DIR": str(tmp_path / "ref-cache")})
-    a = server.spawn(code=CACHED_TRAIN, cwd=tmp_path, env=env)
+    code = CACHED_TRAIN.replace("steps=8", "steps=30")  # long enough to be killed after step 4
+    ref = server.run(code=code, cwd=tmp_path, env={"RSOUP_CACHE_DIR": str(tmp_path / "ref-cache")})
+    a = server.spawn(code=code, cwd=tmp_path, env=env)
     assert wait_for(lambda: any((tmp_path / "cache").glob(".partial-*/checkpoints/step-000004")), a)
-    b = server.spawn(code=CACHED_TRAIN, cwd=tmp_path, env=env)
+    b = server.spawn(code=code, cwd=tmp_path, env=env)
     wait_for(lambda: "waiting for it" in b.stderr(), b)
+    killed_rows = next((tmp_path / "cache").glob(".partial-*/metrics.jsonl")).read_text().splitlines()[:4]
     assert a.kill(), "the training process finished before it could be killed"
     assert b.wait() == 0, b.stderr()[-3000:]
     entry, ref_entry = Path(b.out.read_text().strip()), Path(ref.out.read_text().strip())
     assert entry.name == ref_entry.name
+    # resumed, not restarted: the rows before the checkpoint are the killed process's, timings and all
+    assert (entry / "metrics.jsonl").read_text().splitlines()[:4] == killed_rows
     assert_same_tree(ref_entry, entry, "waiter after the trainer was killed")
     assert_no_debris(tmp_path / "cache", "waiter after the trainer was killed")
 
