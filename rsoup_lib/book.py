@@ -64,6 +64,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -143,12 +144,12 @@ def declared_parameters(notebook_path: Path) -> dict[str, Any]:
     import jupytext
     import papermill
 
-    tmp = notebook_path.parent / f".tmp-{notebook_path.stem}.ipynb"
-    try:
-        jupytext.write(read_notebook(notebook_path), tmp)
-        info = papermill.inspect_notebook(str(tmp))
-    finally:
-        tmp.unlink(missing_ok=True)
+    # A private temporary folder: two builds (two profiles) inspecting the same notebook at
+    # once must not write and delete each other's copy.
+    with tempfile.TemporaryDirectory(prefix="rsoup-inspect-") as tmp:
+        path = Path(tmp) / f"{notebook_path.stem}.ipynb"
+        jupytext.write(read_notebook(notebook_path), path)
+        info = papermill.inspect_notebook(str(path))
     return {name: spec["default"] for name, spec in info.items()}
 
 
@@ -200,17 +201,22 @@ def execute_notebook(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from rsoup_lib.io import remove_stale_temporaries, temporary_file
+
     source = root / f"{entry}.py"
     params = notebook_parameters(source, profile, overrides)
     target = out_dir / f"{entry}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    unexecuted = target.with_name(f".in-{target.name}")
+    remove_stale_temporaries(target)  # what a killed build left
+    # papermill saves its output after every cell: it writes to a temporary name, renamed to the
+    # target once complete, so a killed build never leaves a half-executed page behind.
+    unexecuted, executing = temporary_file(target, ".ipynb"), temporary_file(target, ".ipynb")
     jupytext.write(read_notebook(source), unexecuted)
     os.environ["PLOTLY_RENDERER"] = PLOTLY_RENDERER  # inherited by the kernel
     try:
         papermill.execute_notebook(
             str(unexecuted),
-            str(target),
+            str(executing),
             parameters=params,
             kernel_name="python3",
             cwd=str(root),
@@ -218,14 +224,18 @@ def execute_notebook(
             language="python",
         )
     except PapermillExecutionError as err:
+        os.replace(executing, target)  # the executed copy, with the traceback, for the reader
         first_line = (err.source or "").strip().splitlines()[-1:] or [""]
         raise NotebookError(
             f"notebook {entry} failed in cell [{err.exec_count}] ({first_line[0][:80]}) "
             f"with profile {profile.name}:\n{err.ename}: {err.evalue}\n"
             f"(the executed copy, with the full traceback, is {target})"
         ) from None
+    else:
+        os.replace(executing, target)
     finally:
         unexecuted.unlink(missing_ok=True)
+        executing.unlink(missing_ok=True)
     return target
 
 
@@ -246,7 +256,10 @@ def finish_executed_notebook(
     header = f"# Parameters of this build ({command}), set by papermill;\n# the notebook's defaults are in {entry}.py.\n"
     fold_parameters(nb, params, header)
     clean_html_outputs(nb, entry)
-    nbformat.write(nb, path)
+    from rsoup_lib.io import atomic_write_text
+
+    text = nbformat.writes(nb)  # what nbformat.write writes, written atomically
+    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
 
 
 def _tags(cell) -> list[str]:
@@ -459,9 +472,13 @@ def regenerate(
     """
     build_dir = Path(build_dir or root / "_build" / profile.name)
     build_src = build_dir / "src"
-    stage_sources(build_src, root)
+    if any(p.exists() and not p.is_dir() for p in (build_dir, build_src, *build_dir.absolute().parents)):
+        raise UserError(f"--build-dir {build_dir} is not a folder (or lies under a file): give a folder")
     entries = notebooks(root)
     selected = [resolve_notebook(n, root) for n in only] if only else entries
+    for entry in selected:  # a wrong -p stops here, before anything is staged or run
+        notebook_parameters(root / f"{entry}.py", profile, overrides)
+    stage_sources(build_src, root)
     result = BookResult(html_dir=build_dir / "_build" / "html")
     for entry in entries:
         target = build_src / f"{entry}.ipynb"

@@ -7,7 +7,11 @@ so no regeneration trains the same policy twice.
 The key is ``sha256(kind, config, ALGO_VERSIONS[kind])``: every hyperparameter is in ``config``
 and the algorithm's version string is bumped whenever its code changes what it computes, which
 invalidates old entries. Entries are folders written atomically (built under a temporary name,
-renamed when complete), so a killed run never leaves an entry that a later run trusts.
+renamed when complete), so a killed run never leaves an entry that a later run trusts. The
+temporary name is fixed per key (``.partial-KEY``): the next process to compute that entry (it
+holds the lock, so nobody else writes there) resumes from what a killed one wrote, an RL run
+from its last checkpoint. ``clear`` leaves the lock files and the work folder of a computation
+that is running.
 
 Concurrency: two processes asking for the same missing entry do not both compute it. The
 first takes an exclusive lock on ``.locks/KEY.lock`` in the cache folder (``fcntl.flock``) and computes;
@@ -40,10 +44,14 @@ ALGO_VERSIONS: dict[str, str] = {
 
 ENTRY_FILE = "cache_entry.json"
 LOCKS = ".locks"  # lock files (never removed: removing a lock file another process waits on races)
+PARTIAL = ".partial-"  # .partial-KEY: the entry being computed (or left by a killed computation)
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("RSOUP_CACHE_DIR") or Path.home() / ".cache" / "rsoup")
+    path = Path(os.environ.get("RSOUP_CACHE_DIR") or Path.home() / ".cache" / "rsoup")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"the run cache {path} is not a folder: point RSOUP_CACHE_DIR at a folder")
+    return path
 
 
 def cache_key(kind: str, config: dict[str, Any]) -> str:
@@ -91,8 +99,13 @@ def cached_run(
         # A folder without its entry file is debris from a killed run: never trusted.
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
+        for debris in root.glob(f".tmp-{key}-*"):  # temporary folders of killed writers (we hold the lock)
+            shutil.rmtree(debris, ignore_errors=True)
         t0 = time.perf_counter()
-        with atomic_dir(path) as tmp:
+        # The work folder has a fixed name: after a kill -9 the next run (holding the lock) finds
+        # what the killed one wrote and ``fn`` resumes from it (an RL run from its last
+        # checkpoint); an exception removes it.
+        with atomic_dir(path, work=root / f"{PARTIAL}{key}") as tmp:
             fn(tmp)
             atomic_write_json(
                 tmp / ENTRY_FILE,
@@ -134,9 +147,9 @@ def entries(root: Path | None = None) -> list[Entry]:
         return out
     for child in sorted(root.iterdir()):
         meta_path = child / ENTRY_FILE
-        if not meta_path.is_file():
+        if child.name.startswith(".") or not meta_path.is_file():  # locks, work folders
             continue
-        meta = json.loads(meta_path.read_text())
+        meta = _read_entry(meta_path)
         size = sum(f.stat().st_size for f in child.rglob("*") if f.is_file())
         out.append(
             Entry(
@@ -152,21 +165,56 @@ def entries(root: Path | None = None) -> list[Entry]:
     return out
 
 
+def _read_entry(meta_path: Path) -> dict:
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict) or not {"key", "kind", "config", "created", "seconds"} <= set(meta):
+            raise ValueError("fields are missing")
+    except (OSError, ValueError) as err:
+        raise UserError(f"cache entry {meta_path} is corrupt ({err}): delete {meta_path.parent} "
+                        "(the next run that needs it recomputes it)") from None  # fmt: skip
+    return meta
+
+
 def clear(root: Path | None = None, kind: str | None = None) -> int:
     """Delete entries (all, or those of one kind) and any debris; returns how many entries went."""
     root = root or cache_dir()
+    if kind is not None and kind not in ALGO_VERSIONS and kind not in {e.kind for e in entries(root)}:
+        raise UserError(f"unknown kind {kind!r}: the kinds are {', '.join(ALGO_VERSIONS)} (see `rsoup cache ls`)")
     if not root.is_dir():
         return 0
     removed = 0
     for child in list(root.iterdir()):
         meta_path = child / ENTRY_FILE
+        if child.name == LOCKS:
+            continue  # lock files stay (see LOCKS)
+        if child.name.startswith("."):  # a work folder: removed unless its computation is running
+            key = child.name.removeprefix(PARTIAL).removeprefix(".tmp-").split("-pid")[0]
+            if kind is None and not _busy(root / LOCKS / f"{key}.lock"):
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+            continue
         if kind is not None:
-            if not meta_path.is_file() or json.loads(meta_path.read_text())["kind"] != kind:
+            if not meta_path.is_file() or _read_entry(meta_path)["kind"] != kind:
                 continue
         if meta_path.is_file():
             removed += 1
         shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
     return removed
+
+
+def _busy(lock_path: Path) -> bool:
+    """True while a process holds the lock ``lock_path`` (it is computing that entry)."""
+    import fcntl
+
+    if not lock_path.is_file():
+        return False
+    with open(lock_path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
 
 
 CACHE_REF = "cache:"

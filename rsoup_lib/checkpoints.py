@@ -87,12 +87,23 @@ def weight_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def _read_header(f, path) -> dict:
+    """The JSON header of an open safetensors file, checked against the file's size: a corrupt
+    or truncated file is a ``UserError`` naming it, before any weight is read."""
+    hint = "restore it, or write the checkpoint again"
+    size = os.fstat(f.fileno()).st_size
     try:
         (n,) = struct.unpack("<Q", f.read(8))
+        if n > size - 8:
+            raise ValueError(f"its header claims {n} bytes, the file has {size}")
         header = json.loads(f.read(n))
-    except (OSError, struct.error, ValueError) as err:
-        raise UserError(f"{path} is not a readable safetensors file ({err})") from err
-    header.pop("__metadata__", None)
+        if not isinstance(header, dict):
+            raise ValueError("its header is not a JSON object")
+        header.pop("__metadata__", None)
+        end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+    except (OSError, struct.error, ValueError, TypeError, KeyError, IndexError) as err:
+        raise UserError(f"{path} is not a readable safetensors file ({err}): {hint}") from None
+    if 8 + n + end > size:
+        raise UserError(f"{path} is truncated ({size} bytes, its header needs {8 + n + end}): {hint}")
     return header
 
 
@@ -174,7 +185,11 @@ class Checkpoint:
     the safetensors headers alone. Only plain LoRA adapters are accepted."""
 
     def __init__(self, path):
-        self.path = Path(path)
+        from rsoup_lib.runs import policy_folder
+
+        self.path = Path(policy_folder(str(path)))  # a run folder stands for its policy/
+        if not self.path.exists():
+            raise UserError(f"{path} does not exist: give Hugging Face model or peft adapter folders")
         if not self.path.is_dir():
             raise UserError(f"{path} is not a folder: give Hugging Face model or peft adapter folders")
         self.config = None

@@ -52,8 +52,16 @@ def add_threads_flag(parser) -> None:
                         help="torch CPU threads (default: torch's; more than the CPU cores are capped)")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what was wrong, where to read the flags), like
+    the ``UserError`` messages, instead of the usage block followed by the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rsoup",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,

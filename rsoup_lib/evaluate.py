@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -130,20 +131,30 @@ def evaluate(
     or pair); default: the reference recorded in the policy folder (``runs.reference_of``); None
     there too: no KL.
     """
+    from rsoup_lib.errors import UserError
     from rsoup_lib.logprobs import completion_logprobs
+    from rsoup_lib.models import check_device, check_dtype
     from rsoup_lib.rewards import get_reward
-    from rsoup_lib.runs import reference_of
+    from rsoup_lib.runs import policy_folder, reference_of
     from rsoup_lib.sampling import sample_completions
 
     if isinstance(rewards, str):
         rewards = [r for r in rewards.split(",") if r]
     reward_fns = [get_reward(r) for r in rewards]
+    if not reward_fns:
+        raise UserError("no reward to evaluate: name at least one, e.g. --rewards sentiment,conciseness")
+    if n < 1 or max_new_tokens < 1:
+        raise UserError(f"n={n} and max_new_tokens={max_new_tokens} must be at least 1")
+    check_dtype(dtype)
+    check_device(device)
     if prompts is None:
         from rsoup_lib.prompts import load_prompts
 
         prompts = load_prompts("test")
     instr = [p["prompt"] if isinstance(p, dict) else str(p) for p in prompts]
     instr = [instr[i % len(instr)] for i in range(n)]
+    if isinstance(policy, (str, Path)) and not str(policy).startswith("cache:"):
+        policy = policy_folder(str(policy))  # a run folder stands for its policy/ (and its recorded SFT)
     sft = sft if sft is not None else reference_of(policy)
     model, tokenizer = _as_policy(policy, device, dtype)
     sft_pair = _as_policy(sft, device, dtype) if sft is not None else None

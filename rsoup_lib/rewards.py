@@ -151,25 +151,33 @@ REWARDS: dict[str, Reward] = {
 
 def parse_weights(spec: str) -> dict[str, float]:
     """``"sentiment:0.5,conciseness:0.5"`` -> {"sentiment": 0.5, "conciseness": 0.5};
-    a bare name has weight 1."""
+    a bare name has weight 1. Weights are finite and >= 0, and not all 0; anything else (an
+    unknown name, ``name=w``, a weight that is not a number) is a ``UserError``."""
+    example = "write e.g. 'sentiment' or 'sentiment:0.5,conciseness:0.5'"
     weights: dict[str, float] = {}
-    for part in spec.split(","):
+    for part in str(spec).split(","):
         part = part.strip()
         if not part:
-            raise UserError(f"reward {spec!r}: empty term; write e.g. 'sentiment' or 'sentiment:0.5,conciseness:0.5'")
+            raise UserError(f"reward {spec!r}: empty term; {example}")
         name, _, w = part.partition(":")
         name = name.strip()
         if name not in REWARDS:
+            if "=" in name and name.partition("=")[0].strip() in REWARDS:
+                raise UserError(f"reward {spec!r}: write a weight as name:weight, not name=weight; {example}")
             raise UserError(f"unknown reward {name!r}; the rewards are: {', '.join(REWARDS)}")
         try:
             weight = float(w) if w else 1.0
         except ValueError:
-            raise UserError(f"reward {spec!r}: weight {w!r} of {name!r} is not a number") from None
+            raise UserError(f"reward {spec!r}: weight {w!r} of {name!r} is not a number; {example}") from None
         if not math.isfinite(weight):
-            raise UserError(f"reward {spec!r}: weight of {name!r} must be finite")
+            raise UserError(f"reward {spec!r}: weight of {name!r} must be finite; {example}")
+        if weight < 0:
+            raise UserError(f"reward {spec!r}: weight {w} of {name!r} is negative; weights are >= 0 ({example})")
         if name in weights:
-            raise UserError(f"reward {spec!r}: {name!r} appears twice")
+            raise UserError(f"reward {spec!r}: {name!r} appears twice; give each reward once")
         weights[name] = weight
+    if not any(weights.values()):
+        raise UserError(f"reward {spec!r}: every weight is 0, so there is nothing to maximise; {example}")
     return weights
 
 

@@ -106,27 +106,41 @@ class RLConfig:
     logprob_chunk: int = _field(256, "positions per chunk of the log-prob computation (rsoup_lib.logprobs)")
 
     def validate(self) -> None:
+        """Every field checked before anything runs or is written; a ``UserError`` names the
+        field, its value and the range it must lie in."""
+        from rsoup_lib.models import check_device, check_dtype
         from rsoup_lib.rewards import parse_weights
 
         def bad(msg):
-            raise UserError(f"RL config: {msg}")
+            raise UserError(f"RL config: {msg} (see `rsoup train --help`)")
 
+        check_field_types(RLConfig, asdict(self), "RL config: ")
         if self.k < 2:
             bad(f"k={self.k}: RLOO needs at least 2 completions per prompt")
-        if self.steps < 0 or self.batch_prompts < 1 or self.max_new_tokens < 1:
-            bad("steps >= 0, batch_prompts >= 1 and max_new_tokens >= 1 are required")
+        for name, low in (("steps", 0), ("batch_prompts", 1), ("max_new_tokens", 1), ("grad_accum", 1),
+                          ("checkpoint_every", 0), ("snapshot_every", 0), ("lora_rank", 1), ("logprob_chunk", 1)):
+            if getattr(self, name) < low:
+                bad(f"{name}={getattr(self, name)} must be >= {low}")
+        for name, what in (("lr", "the learning rate"), ("beta", "the KL coefficient; 0 turns the KL penalty off"),
+                           ("max_grad_norm", "0 turns clipping off"), ("weight_decay", "AdamW's; 0 is none")):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                bad(f"{name}={value} must be >= 0 ({what})")
+        if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            bad(f"lora_alpha={self.lora_alpha} must be > 0")
         if self.anchor not in ANCHORS:
             bad(f"anchor {self.anchor!r} is not one of {ANCHORS}")
         if not 0.0 <= self.ema_rate <= 1.0:
             bad(f"ema_rate {self.ema_rate} must lie in [0, 1]")
         if self.loss_aggregation not in LOSS_AGGREGATIONS:
             bad(f"loss_aggregation {self.loss_aggregation!r} is not one of {LOSS_AGGREGATIONS}")
-        if self.grad_accum < 1 or self.batch_prompts % self.grad_accum:
+        if self.batch_prompts % self.grad_accum:
             bad(f"batch_prompts={self.batch_prompts} must be a multiple of grad_accum={self.grad_accum}")
-        if self.temperature <= 0:
-            bad("temperature must be > 0")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            bad(f"temperature={self.temperature} must be > 0")
+        check_dtype(self.dtype)
+        check_device(self.device)
         parse_weights(self.reward)
-
     @classmethod
     def from_profile(cls, profile, **overrides) -> "RLConfig":
         """The RL fields of a ``rsoup_lib.profiles.Profile`` (or a dict of its parameters)."""
@@ -135,6 +149,20 @@ class RLConfig:
         values = {n: v for n, v in params.items() if n in names}
         values.update(overrides)
         return cls(**values)
+
+
+def check_field_types(cls, values: dict[str, Any], where: str) -> None:
+    """``UserError`` unless every value in ``values`` that names a field of the dataclass ``cls``
+    has the field's type (an int is a float too; a bool is not an int). For configs read from
+    files, where ``steps: ten`` would otherwise fail deep inside the run."""
+    kinds = {"int": ("an int", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+             "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+             "str": ("a string", lambda v: isinstance(v, str)),
+             "bool": ("a bool (true or false)", lambda v: isinstance(v, bool))}  # fmt: skip
+    for f in dataclasses.fields(cls):
+        kind = kinds.get(str(f.type))
+        if f.name in values and kind and not kind[1](values[f.name]):
+            raise UserError(f"{where}{f.name}={values[f.name]!r} must be {kind[0]}")
 
 
 @dataclass
@@ -345,7 +373,10 @@ def _set_up(config: RLConfig, out_dir: Path, prompts, reward_fn) -> _Run:
     records = [p if isinstance(p, dict) else {"prompt": str(p)} for p in prompts]
     if not records:
         raise UserError("no prompts to train on")
-    reward = Reward("custom", reward_fn, -math.inf, math.inf) if reward_fn else get_reward(config.reward)
+    if reward_fn:  # named after the function, so that an error says which reward broke
+        reward = Reward(getattr(reward_fn, "__name__", "custom"), reward_fn, -math.inf, math.inf)
+    else:
+        reward = get_reward(config.reward)
 
     model, tokenizer = _load_policy(config, accelerator.device)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -395,14 +426,23 @@ def train(
 
     config.validate()
     out_dir = Path(out_dir)
+    runs.check_run_folder(out_dir, asdict(config))
     if (out_dir / "summary.json").is_file():
         return out_dir  # already complete
+    fresh = not out_dir.exists()
     # The trainer owns the global RNG while it runs (that is what makes resuming exact) and
     # hands the caller's back untouched.
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with using_threads(num_threads), torch.random.fork_rng(devices=devices):
-        run = _set_up(config, out_dir, prompts, reward_fn)
-        _train(run, kl_coef_fn, progress, stop_at_step)
+    try:
+        with using_threads(num_threads), torch.random.fork_rng(devices=devices):
+            run = _set_up(config, out_dir, prompts, reward_fn)
+            _train(run, kl_coef_fn, progress, stop_at_step)
+    except UserError:
+        # A run that fails on its first steps (a reward returning NaN) leaves no folder behind;
+        # one with a checkpoint keeps it, to resume from once the cause is fixed.
+        if fresh and runs.latest_checkpoint(out_dir) is None:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     return out_dir
 
 
@@ -469,6 +509,11 @@ def _optimiser_step(run: _Run) -> float:
         _all_reduce_grads(params)
     max_norm = run.config.max_grad_norm if run.config.max_grad_norm > 0 else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if not math.isfinite(float(grad_norm)):  # a step would write NaN into every weight
+        raise UserError(
+            f"the gradient norm is {float(grad_norm)}: training diverged (lr={run.config.lr}); "
+            "lower lr or max_grad_norm and train into a new --out"
+        )
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     return float(grad_norm)
@@ -498,7 +543,7 @@ def _log_row(run: _Run, step, sums, scores, instructions, texts, grad_norm, t0, 
 
     totals = {**sums, "reward": scores.sum()}
     for r in REWARDS.values():
-        trained = run.reward.name == run.config.reward and r.name == run.config.reward
+        trained = r is run.reward  # the registered reward trained on (a bare name) is not scored twice
         totals[f"reward/{r.name}"] = scores.sum().cpu() if trained else torch.tensor(r(instructions, texts)).sum()
     names = list(totals)
     values = torch.stack([totals[n].to(scores.device) for n in names])

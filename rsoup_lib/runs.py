@@ -15,7 +15,10 @@
     summary.json        written last: the run is complete
 
 Every folder and file is written atomically (``rsoup_lib.io``): a killed run leaves either the
-previous checkpoint or the new one, never half of one, and ``train`` resumes from it.
+previous checkpoint or the new one, never half of one, and ``train`` resumes from it (a metrics
+line torn by the kill is dropped with the steps after the checkpoint). ``check_run_folder``
+refuses an output folder that holds the run of another config; ``policy_folder`` lets a run
+folder stand for its ``policy/`` wherever a policy is named (``rsoup eval --policy RUN``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,63 @@ POLICY_META = "rsoup_policy.json"
 def policy_dir(run_dir: str | Path) -> Path:
     """The trained policy's model folder inside a run folder."""
     return Path(run_dir) / "policy"
+
+
+def policy_folder(name: str) -> str:
+    """``name`` itself, except for a run folder written by ``rsoup train`` (``config.json`` of the
+    run, ``policy/`` inside), which stands for its trained policy ``RUN/policy``; a path that
+    does not exist, or a run that has not finished, is a ``UserError`` saying so."""
+    path = Path(name)
+    if not path.exists():
+        if any(sep in name for sep in ("/", "\\")) or name.startswith("."):
+            raise UserError(f"policy folder {name} does not exist: give the path of an existing model folder "
+                            "(or a policy name: tiny, smollm2-135m-instruct, tiny-random)")  # fmt: skip
+        return name
+    if path.is_dir() and (path / "policy" / "config.json").is_file():
+        return str(path / "policy")
+    if path.is_dir() and _is_run_config(path / "config.json"):
+        raise UserError(f"{name} is an unfinished rsoup train run (no policy/ yet): finish it by re-running "
+                        f"`rsoup train` with the same flags and --out {name}")  # fmt: skip
+    return name
+
+
+def _is_run_config(path: Path) -> bool:
+    """True for the ``config.json`` of an rsoup run folder (an RLConfig), not a model's."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "reward" in config and "policy" in config and "model_type" not in config
+
+
+def check_run_folder(out_dir: Path, config: dict) -> None:
+    """``UserError`` unless ``out_dir`` can hold the run of ``config``: it does not exist yet, or
+    it is a folder that holds nothing yet, or the run of this same config (to resume or reuse).
+    Fields added to the config after a run was written count with their defaults."""
+    from dataclasses import fields
+
+    from rsoup_lib.rl import RLConfig
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is not a folder: give a new folder for the run")
+    path = out_dir / "config.json"
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text())
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is not readable ({err}): move {out_dir} away or train into a new --out") from None
+    stored = {**{f.name: f.default for f in fields(RLConfig)}, **stored}
+    differs = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+    if differs:
+        k = differs[0]
+        raise UserError(
+            f"--out {out_dir} holds a run of another config ({k}={stored.get(k)!r} there, {config.get(k)!r} now): "
+            "train into a new --out, or delete that folder to start over"
+        )
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -78,7 +138,13 @@ def start_metrics(out_dir: Path, start_step: int) -> Path:
     path = Path(out_dir) / "metrics.jsonl"
     kept = []
     if start_step and path.is_file():
-        kept = [l for l in path.read_text().splitlines() if l and json.loads(l)["step"] < start_step]
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line torn by a kill: it and what follows are redone
+                break
+            if row["step"] < start_step:
+                kept.append(line)
     atomic_write_text(path, "".join(l + "\n" for l in kept))
     return path
 

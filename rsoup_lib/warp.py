@@ -59,20 +59,38 @@ class WarpConfig:
     eval_max_new_tokens: int = 32
 
     def validate(self) -> None:
+        from rsoup_lib.merge import check_granularity
+        from rsoup_lib.rl import check_field_types
+
+        check_field_types(WarpConfig, asdict(self), "WARP config: ")
         if self.rl.anchor != "ema":
-            raise UserError(f"WARP's runs use the EMA anchor; the rl section says anchor={self.rl.anchor!r}")
+            raise UserError(f"WARP's runs use the EMA anchor; the rl section says anchor={self.rl.anchor!r}: "
+                            "remove it or write anchor: ema")  # fmt: skip
         if self.m < 2:
-            raise UserError(f"m={self.m}: SLERP merges at least 2 policies")
+            raise UserError(f"m={self.m}: SLERP merges at least 2 policies; set m: 2 or more")
         if self.iterations < 1:
             raise UserError(f"iterations={self.iterations}: at least 1")
         if not 0.0 <= self.eta <= 1.0 or not all(0.0 <= e <= 1.0 for e in self.front_etas):
-            raise UserError("eta and every front eta must lie in [0, 1]")
+            raise UserError(f"eta={self.eta} and every front eta {list(self.front_etas)} must lie in [0, 1]")
+        for name in ("eval_prompts", "eval_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise UserError(f"WARP config: {name}={getattr(self, name)} must be >= 1")
+        check_granularity(self.granularity)
         self.rl.validate()
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "WarpConfig":
+        from rsoup_lib.rl import check_field_types
+
+        if not isinstance(raw, dict):
+            raise UserError(f"WARP config: the file must be a mapping of keys (rl:, m:, ...), not a {type(raw).__name__}; "
+                            "see configs/warp_tiny.yaml")  # fmt: skip
         raw = dict(raw)
-        rl_raw = dict(raw.pop("rl", {}))
+        rl_raw = raw.pop("rl", None) or {}
+        if not isinstance(rl_raw, dict):
+            raise UserError(f"WARP config: the rl section must be a mapping of RL keys (policy:, steps:, ...), "
+                            f"not {rl_raw!r}; see configs/warp_tiny.yaml")  # fmt: skip
+        rl_raw = dict(rl_raw)
         rl_raw.setdefault("anchor", "ema")
         known_rl = {f.name for f in dataclasses.fields(RLConfig)}
         known = {f.name for f in dataclasses.fields(cls)} - {"rl"}
@@ -82,8 +100,15 @@ class WarpConfig:
                 raise UserError(
                     f"WARP config: unknown key(s) {unknown} in the {section}; valid keys: {sorted(valid)}"
                 )
+        check_field_types(RLConfig, rl_raw, "WARP config: rl.")
+        check_field_types(cls, raw, "WARP config: ")
         if "front_etas" in raw:
-            raw["front_etas"] = tuple(float(e) for e in raw["front_etas"])
+            etas = raw["front_etas"]
+            if not isinstance(etas, (list, tuple)) or not all(
+                isinstance(e, (int, float)) and not isinstance(e, bool) for e in etas
+            ):
+                raise UserError(f"WARP config: front_etas={etas!r} must be a list of numbers in [0, 1]")
+            raw["front_etas"] = tuple(float(e) for e in etas)
         config = cls(rl=RLConfig(**rl_raw), **raw)
         config.validate()
         return config
@@ -92,18 +117,36 @@ class WarpConfig:
     def from_file(cls, path: str | Path) -> "WarpConfig":
         """A YAML (.yaml/.yml) or TOML (.toml) file with an ``rl`` section and WARP's keys."""
         path = Path(path)
+        if path.is_dir():
+            raise UserError(f"WARP config {path} is a folder: give a .yaml or .toml file (see configs/warp_tiny.yaml)")
         if not path.is_file():
-            raise UserError(f"WARP config {path} does not exist")
+            raise UserError(f"WARP config {path} does not exist (see configs/warp_tiny.yaml for one)")
+        if path.suffix not in (".toml", ".yaml", ".yml"):
+            raise UserError(f"WARP config {path}: use a .yaml, .yml or .toml file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(f"WARP config {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        except OSError as err:
+            raise UserError(f"WARP config {path} cannot be read ({err.strerror})") from None
         if path.suffix == ".toml":
             import tomllib
 
-            raw = tomllib.loads(path.read_text())
-        elif path.suffix in (".yaml", ".yml"):
+            try:
+                raw = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as err:
+                raise UserError(f"WARP config {path} is not valid TOML ({err})") from None
+        else:
             import yaml
 
-            raw = yaml.safe_load(path.read_text()) or {}
-        else:
-            raise UserError(f"WARP config {path}: use a .yaml, .yml or .toml file")
+            try:
+                raw = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                where = getattr(err, "problem_mark", None)
+                at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+                problem = getattr(err, "problem", None) or type(err).__name__
+                raise UserError(f"WARP config {path} is not valid YAML ({problem}{at})") from None
+            raw = {} if raw is None else raw
         return cls.from_dict(raw)
 
 
@@ -198,6 +241,34 @@ def evaluate_front(
         )
         points.append({"eta": eta, **result.to_dict()})
     return points
+
+
+def check_output(config: WarpConfig, out: Path) -> None:
+    """``UserError`` unless ``out`` can take this config's outputs: it does not exist, is an
+    empty folder, or holds the output of this same config (a rerun replaces it). Checked before
+    anything is trained, so a wrong --out costs nothing and overwrites nothing."""
+    import json
+
+    out = Path(out)
+    if not out.exists():
+        parent = next((p for p in out.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise UserError(f"--out {out} lies under a file, which is not a folder: choose another --out")
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is not a folder: choose another --out")
+    if not any(out.iterdir()):
+        return
+    if not (out / "warp.json").is_file():
+        raise UserError(f"--out {out} is not a WARP output folder (it has no warp.json) and is not empty: "
+                        "choose another --out")  # fmt: skip
+    try:
+        stored = json.loads((out / "warp.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{out / 'warp.json'} is not readable ({err}): move {out} away or choose another --out") from None
+    if stored != json.loads(json.dumps(asdict(config))):
+        raise UserError(f"--out {out} holds the output of another WARP config: choose another --out, "
+                        "or delete it to replace it")  # fmt: skip
 
 
 def write_outputs(config: WarpConfig, iterations: list[Iteration], front: list[dict], out: Path) -> None:

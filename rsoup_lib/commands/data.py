@@ -55,6 +55,8 @@ def run(args) -> int:
         set_threads(args.threads)
         cfg = BuildConfig.small() if args.small else BuildConfig()
         out = Path(args.out) if args.out else DATA_DIR
+        if out.exists() and not out.is_dir() or any(p.exists() and not p.is_dir() for p in out.absolute().parents):
+            raise UserError(f"--out {out} is not a folder (or lies under a file): give a folder for the data")
         work = Path(args.work) if args.work else (out / ".work" if args.small else None)
         t0 = time.perf_counter()
         times = build(cfg, out=out, work=work, only=args.only)
@@ -62,11 +64,14 @@ def run(args) -> int:
             print(f"{stage:10s} {seconds:8.1f} s")
         print(f"data build: done in {time.perf_counter() - t0:.1f} s -> {out}")
         return 0
-    data_dir = Path(args.data) if args.data else DATA_DIR
-    if args.action == "verify":
-        from rsoup_lib.manifest import read_manifest, verify_artifact
+    from rsoup_lib.manifest import read_manifest
 
-        for name in read_manifest(data_dir)["artifacts"]:
+    data_dir = Path(args.data) if args.data else DATA_DIR
+    manifest = read_manifest(data_dir)  # a missing or corrupt data folder stops here, with its name
+    if args.action == "verify":
+        from rsoup_lib.manifest import verify_artifact
+
+        for name in manifest["artifacts"]:
             files = verify_artifact(name, data_dir)
             print(f"ok  {name:16s} {len(files)} files")
         return 0

@@ -8,8 +8,12 @@ Sample one completion for each of N held-out prompts (the test split) under a se
 The KL to the SFT policy is a Monte Carlo estimate over the same completions; the SFT policy is
 --sft, else the init recorded in the policy folder by `rsoup train`, else none.
 
+--policy takes a policy name, a model folder, or the run folder that `rsoup train --out` wrote
+(RUN stands for its trained policy, RUN/policy).
+
 examples:
   rsoup eval --policy tiny --rewards sentiment,conciseness --n 128 --seed 1 --json
+  rsoup eval --policy runs/sentiment --rewards sentiment --n 128 --seed 1 --json
   rsoup eval --policy runs/sentiment/policy --rewards sentiment --n 128 --seed 1 --json
 """
 
@@ -17,7 +21,9 @@ examples:
 def add_arguments(p) -> None:
     from rsoup_lib.cli import add_threads_flag
 
-    p.add_argument("--policy", required=True, help="tiny, smollm2-135m-instruct, tiny-random or a model folder")
+    p.add_argument("--policy", required=True,
+                   help="tiny, smollm2-135m-instruct, tiny-random, a model folder, or a run folder of "
+                        "`rsoup train` (its policy/ is evaluated)")  # fmt: skip
     p.add_argument("--rewards", default="sentiment", help="comma-separated reward names (default sentiment)")
     p.add_argument("--n", type=int, default=128, help="completions, one per prompt (default 128)")
     p.add_argument("--seed", type=int, default=1)
@@ -40,10 +46,15 @@ def run(args) -> int:
     from rsoup_lib.prompts import load_prompts
 
     if args.n < 1:
-        raise UserError("--n must be at least 1")
+        raise UserError(f"--n must be at least 1 (got {args.n})")
+    if args.max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
+    if args.samples < 0:
+        raise UserError(f"--samples must be >= 0 (got {args.samples})")
     set_threads(args.threads)
+    prompts = load_prompts(args.split)
     result = evaluate(
-        args.policy, args.rewards, load_prompts(args.split), n=args.n, seed=args.seed, sft=args.sft,
+        args.policy, args.rewards, prompts, n=args.n, seed=args.seed, sft=args.sft,
         max_new_tokens=args.max_new_tokens, device=args.device, dtype=args.dtype, n_samples=args.samples,
     )
     d = result.to_dict()

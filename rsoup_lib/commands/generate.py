@@ -14,7 +14,8 @@ examples:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--policy", default="tiny", help="tiny, smollm2-135m-instruct, tiny-random or a model folder")
+    p.add_argument("--policy", default="tiny",
+                   help="tiny, smollm2-135m-instruct, tiny-random, a model folder or a run folder of `rsoup train`")
     p.add_argument("--n", type=int, default=8, help="number of test prompts (default 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-new-tokens", type=int, default=48)
@@ -36,6 +37,10 @@ def run(args) -> int:
         raise UserError(f"--n must be at least 1 (got {args.n})")
     if args.temperature < 0:
         raise UserError(f"--temperature must be >= 0 (got {args.temperature})")
+    if args.max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
+    if args.top_k < 0:
+        raise UserError(f"--top-k must be >= 0, 0 for no cut-off (got {args.top_k})")
     prompts = [p["prompt"] for p in load_prompts(args.split)]
     if args.n > len(prompts):
         raise UserError(f"--n {args.n} is more than the {len(prompts)} {args.split} prompts")

@@ -49,8 +49,16 @@ def run(args) -> int:
 
     from rsoup_lib.rl import RLConfig, policy_dir, train
 
+    from pathlib import Path
+
+    from rsoup_lib.errors import UserError
+
     config = RLConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLConfig)})
-    out = train(config, args.out, progress=not args.no_progress, num_threads=args.threads)
+    config.validate()
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise UserError(f"--out {out} is not a run folder and is not empty: give a new folder for the run")
+    out = train(config, out, progress=not args.no_progress, num_threads=args.threads)
     summary = out / "summary.json"
     if summary.is_file():
         print(json.dumps({"policy": str(policy_dir(out)), **json.loads(summary.read_text())}))

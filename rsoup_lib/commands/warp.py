@@ -29,9 +29,10 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from rsoup_lib.warp import WarpConfig, evaluate_front, warp, write_outputs
+    from rsoup_lib.warp import WarpConfig, check_output, evaluate_front, warp, write_outputs
 
     config = WarpConfig.from_file(args.config)
+    check_output(config, Path(args.out))
     iterations = warp(config)
     front = [] if args.no_front else evaluate_front(config, iterations[-1].slerp)
     write_outputs(config, iterations, front, Path(args.out))
