@@ -52,6 +52,15 @@ def add_threads_flag(parser) -> None:
                         help="torch CPU threads (default: torch's; more than the CPU cores are capped)")
 
 
+def check_at_least(args, **minimums) -> None:
+    """A ``UserError`` naming the first flag below its minimum: ``check_at_least(args, n=1,
+    max_new_tokens=1)`` checks ``--n >= 1`` and ``--max-new-tokens >= 1``."""
+    for name, low in minimums.items():
+        value = getattr(args, name)
+        if value < low:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {low} (got {value})")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (what was wrong, where to read the flags), like
     the ``UserError`` messages, instead of the usage block followed by the error."""

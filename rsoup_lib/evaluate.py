@@ -132,11 +132,9 @@ def evaluate(
     there too: no KL.
     """
     from rsoup_lib.errors import UserError
-    from rsoup_lib.logprobs import completion_logprobs
     from rsoup_lib.models import check_device, check_dtype
     from rsoup_lib.rewards import get_reward
     from rsoup_lib.runs import policy_folder, reference_of
-    from rsoup_lib.sampling import sample_completions
 
     if isinstance(rewards, str):
         rewards = [r for r in rewards.split(",") if r]
@@ -159,20 +157,7 @@ def evaluate(
     model, tokenizer = _as_policy(policy, device, dtype)
     sft_pair = _as_policy(sft, device, dtype) if sft is not None else None
 
-    texts: list[str] = []
-    kls: list[float] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for s in range(0, n, batch_size):
-            batch = instr[s : s + batch_size]
-            sampled = sample_completions(model, tokenizer, batch, max_new_tokens, temperature)
-            texts += sampled.texts
-            if sft_pair is not None:
-                args = (sampled.sequences, sampled.attention_mask, sampled.prompt_len)
-                logp, _ = completion_logprobs(model, *args, hidden_scale=1 / temperature)
-                ref, _ = completion_logprobs(sft_pair[0], *args, hidden_scale=1 / temperature)
-                kls += ((logp - ref) * sampled.mask).sum(-1).tolist()
-
+    texts, kls = _sample_with_kl(model, tokenizer, sft_pair, instr, seed, max_new_tokens, temperature, batch_size)
     scores = {r.name: r(instr, texts) for r in reward_fns}
     kl, kl_se = mean_stderr(kls) if kls else (None, None)
     samples = [
@@ -195,3 +180,25 @@ def evaluate(
         kl_per_prompt=[float(x) for x in kls],
         prompts=instr,
     )
+
+
+def _sample_with_kl(model, tokenizer, sft_pair, instr, seed, max_new_tokens, temperature, batch_size):
+    """One completion per instruction under ``seed`` (the global RNG is restored after), and,
+    with a reference pair, each completion's KL term sum_t log pi(y_t|.) - log pi_sft(y_t|.)."""
+    from rsoup_lib.logprobs import completion_logprobs
+    from rsoup_lib.sampling import sample_completions
+
+    texts: list[str] = []
+    kls: list[float] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for s in range(0, len(instr), batch_size):
+            batch = instr[s : s + batch_size]
+            sampled = sample_completions(model, tokenizer, batch, max_new_tokens, temperature)
+            texts += sampled.texts
+            if sft_pair is not None:
+                args = (sampled.sequences, sampled.attention_mask, sampled.prompt_len)
+                logp, _ = completion_logprobs(model, *args, hidden_scale=1 / temperature)
+                ref, _ = completion_logprobs(sft_pair[0], *args, hidden_scale=1 / temperature)
+                kls += ((logp - ref) * sampled.mask).sum(-1).tolist()
+    return texts, kls

@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from rsoup_lib.errors import UserError
+
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -146,3 +148,39 @@ def canonical_json(obj: Any) -> str:
 
 def config_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+def read_config_file(path: str | os.PathLike, what: str, example: str) -> Any:
+    """The contents of a YAML (.yaml/.yml) or TOML (.toml) config file, or a ``UserError`` that
+    says what is wrong with it (missing, a folder, unreadable, not UTF-8, invalid syntax, another
+    extension), naming ``what`` it is and an ``example`` file to start from."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder: give a .yaml or .toml file (see {example})")
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist (see {example} for one)")
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise UserError(f"{what} {path}: use a .yaml, .yml or .toml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{what} {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise UserError(f"{what} {path} cannot be read ({err.strerror})") from None
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise UserError(f"{what} {path} is not valid TOML ({err})") from None
+    import yaml
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise UserError(f"{what} {path} is not valid YAML ({problem}{at})") from None
+    return {} if raw is None else raw

@@ -161,24 +161,35 @@ class LocoConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LocoConfig":
-        d = dict(d)
-        ppo = PPOConfig(**d.pop("ppo", {}) or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            from rsoup_lib.errors import UserError
+        """A config from a mapping (a YAML file's contents): unknown keys and values of the wrong
+        type are a ``UserError`` that names them."""
+        from rsoup_lib.errors import UserError
+        from rsoup_lib.rl import check_field_types
 
-            raise UserError(f"unknown locomotion config field(s) {sorted(unknown)}; the fields are: {sorted(names)}")
+        if not isinstance(d, Mapping):
+            raise UserError(f"a locomotion config must be a mapping of fields, got {type(d).__name__}")
+        d = dict(d)
+        raw_ppo = d.pop("ppo", {}) or {}
+        for section, keys, kind in (("top level", d, cls), ("ppo section", raw_ppo, PPOConfig)):
+            if not isinstance(keys, Mapping):
+                raise UserError(f"locomotion config: the {section} must be a mapping")
+            names = {f.name for f in dataclasses.fields(kind)} - {"ppo"}
+            unknown = set(keys) - names
+            if unknown:
+                raise UserError(f"locomotion config: unknown key(s) {sorted(unknown)} in the {section}; valid keys: {sorted(names)}")
+            check_field_types(kind, dict(keys), f"locomotion config ({section}): ")
         for k in ("init_seeds", "seeds", "lambdas", "morl_mus"):
             if k in d:
+                if not isinstance(d[k], (list, tuple)):
+                    raise UserError(f"locomotion config: {k} must be a list, got {d[k]!r}")
                 d[k] = tuple(d[k])
-        return cls(ppo=ppo, **d)
+        return cls(ppo=PPOConfig(**raw_ppo), **d)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "LocoConfig":
-        import yaml
+        from rsoup_lib.io import read_config_file
 
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+        return cls.from_dict(read_config_file(path, "locomotion config", "configs/locomotion_halfcheetah.yaml"))
 
 
 # The budgets of the book's profiles. cpu: the chapter builds in about 5 minutes on an idle

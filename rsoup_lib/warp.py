@@ -116,37 +116,9 @@ class WarpConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> "WarpConfig":
         """A YAML (.yaml/.yml) or TOML (.toml) file with an ``rl`` section and WARP's keys."""
-        path = Path(path)
-        if path.is_dir():
-            raise UserError(f"WARP config {path} is a folder: give a .yaml or .toml file (see configs/warp_tiny.yaml)")
-        if not path.is_file():
-            raise UserError(f"WARP config {path} does not exist (see configs/warp_tiny.yaml for one)")
-        if path.suffix not in (".toml", ".yaml", ".yml"):
-            raise UserError(f"WARP config {path}: use a .yaml, .yml or .toml file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise UserError(f"WARP config {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
-        except OSError as err:
-            raise UserError(f"WARP config {path} cannot be read ({err.strerror})") from None
-        if path.suffix == ".toml":
-            import tomllib
+        from rsoup_lib.io import read_config_file
 
-            try:
-                raw = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as err:
-                raise UserError(f"WARP config {path} is not valid TOML ({err})") from None
-        else:
-            import yaml
-
-            try:
-                raw = yaml.safe_load(text)
-            except yaml.YAMLError as err:
-                where = getattr(err, "problem_mark", None)
-                at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-                problem = getattr(err, "problem", None) or type(err).__name__
-                raise UserError(f"WARP config {path} is not valid YAML ({problem}{at})") from None
-            raw = {} if raw is None else raw
+        raw = read_config_file(path, "WARP config", "configs/warp_tiny.yaml")
         return cls.from_dict(raw)
 
 

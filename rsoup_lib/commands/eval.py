@@ -40,17 +40,12 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
-    from rsoup_lib.errors import UserError
+    from rsoup_lib.cli import check_at_least
     from rsoup_lib.evaluate import evaluate
     from rsoup_lib.profiles import set_threads
     from rsoup_lib.prompts import load_prompts
 
-    if args.n < 1:
-        raise UserError(f"--n must be at least 1 (got {args.n})")
-    if args.max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
-    if args.samples < 0:
-        raise UserError(f"--samples must be >= 0 (got {args.samples})")
+    check_at_least(args, n=1, max_new_tokens=1, samples=0)
     set_threads(args.threads)
     prompts = load_prompts(args.split)
     result = evaluate(

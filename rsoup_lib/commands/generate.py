@@ -28,19 +28,13 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
+    from rsoup_lib.cli import check_at_least
     from rsoup_lib.errors import UserError
     from rsoup_lib.sampling import sample
     from rsoup_lib.models import load_policy
     from rsoup_lib.prompts import load_prompts
 
-    if args.n < 1:
-        raise UserError(f"--n must be at least 1 (got {args.n})")
-    if args.temperature < 0:
-        raise UserError(f"--temperature must be >= 0 (got {args.temperature})")
-    if args.max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
-    if args.top_k < 0:
-        raise UserError(f"--top-k must be >= 0, 0 for no cut-off (got {args.top_k})")
+    check_at_least(args, n=1, temperature=0, max_new_tokens=1, top_k=0)
     prompts = [p["prompt"] for p in load_prompts(args.split)]
     if args.n > len(prompts):
         raise UserError(f"--n {args.n} is more than the {len(prompts)} {args.split} prompts")
