@@ -81,7 +81,7 @@ def test_config_round_trip_and_yaml(tmp_path):
     assert L.LocoConfig.from_dict(dataclasses.asdict(TINY)) == TINY
     from rsoup_lib.errors import UserError
 
-    with pytest.raises(UserError, match="unknown locomotion config"):
+    with pytest.raises(UserError, match=r"unknown key\(s\) \[.stepz.\]"):
         L.LocoConfig.from_dict({"stepz": 3})
 
 
