@@ -531,6 +531,40 @@ chapter.markdown(
 )  # fmt: skip
 
 # %% [markdown]
+# ## What this chapter can and cannot show
+#
+# The paper fine-tunes LLaMA-7B with LoRA and PPO against learned reward models; this chapter
+# fine-tunes the book's 5-million-parameter review model with RLOO against rule-based proxy
+# rewards, for the profile's number of steps. The mechanism under test is the same (a shared
+# initialisation, one run per reward, a straight line in weight space between them), and so are
+# the comparisons, but three limits of the scale bear on how to read the verdicts.
+#
+# - **One training seed.** Every RL run of the book uses the profile's seed, so each specialist
+#   and each MORL policy is a single draw of its training. The standard errors cover the
+#   held-out prompts and the sampled completions, not the variation from one training run to
+#   the next; a second seed could move an endpoint, and with it the line the LMC gap is measured
+#   against. The locomotion chapter trains several seeds and shows how large that spread can be.
+# - **One completion per prompt.** Each policy answers each held-out prompt once, with the same
+#   random stream for every policy. Pairing removes what the prompts share; what is left is the
+#   sampling noise of two different policies, which is why the paired and unpaired errors of
+#   chapter 1 came out close.
+# - **Hypervolume depends on its reference point.** The point is fixed from all the evaluated
+#   policies before any bootstrap, 10% of each reward's range below the worst of them, and the
+#   same for both fronts; a different choice changes the hypervolumes but not which front covers
+#   a region the other does not.
+#
+# - **Cost is measured, not modelled.** The training seconds in the cost table are the ones each
+#   run recorded when it was trained (a run found in the cache keeps its original time), and the
+#   evaluation seconds are this build's. On a GPU with a larger model both grow, but their ratio,
+#   one evaluation per soup point against one training per MORL point, is what the paper's
+#   argument rests on.
+#
+# What the chapter can show at this scale is whether the straight line between two specialists
+# keeps their rewards (LMC), whether training one policy per preference buys anything the
+# interpolation does not reach (MORL), and what the cost of each is, with the uncertainty of each
+# comparison stated next to it.
+
+# %% [markdown]
 # ## Verdicts
 #
 # Every claim this chapter judged, with the statistic behind it (each verdict line is printed once,

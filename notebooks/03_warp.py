@@ -498,6 +498,23 @@ chapter.table([{"step": f"I = {i} vs I = {i - 1}", "reward gap at equal KL": cha
                 "95% interval": g.interval() if np.isfinite(g.value) else "—"} for i, g in steps_d.items()])  # fmt: skip
 
 # %% [markdown]
+# **What the bootstraps resample.** Every front in this chapter is a list of policies evaluated on
+# the same held-out prompts with the same sampling seed. A bootstrap replicate draws prompts with
+# replacement, once, and recomputes every policy's mean KL and mean reward on that draw, then the
+# statistic (a front gap, a distance to a front). The spread of the replicates is the uncertainty
+# that comes from which prompts were asked and which completions were sampled. It does not include
+# the randomness of training: each RL run is one seed, and stage c's trajectory and front share one
+# of their runs, so the comparison of c is paired not only on prompts but on a training run too.
+#
+# **What each stage costs.** Stage a trains one run per $\beta$ and anchor. Stage b needs two
+# EMA-anchored runs that differ only in their seed; the first is stage a's EMA run at the
+# profile's $\beta$ (same configuration, so the run cache hands it back) and the second is new.
+# Stage c adds one run for each $M$ beyond two, and stage d two runs for every iteration after
+# the first, each starting from the previous iteration's LITI policy. Every merge and every
+# front point after that is an evaluation, not a training: this is why WARP's front is cheap
+# once its runs exist, and why the iterations, not the merges, dominate this chapter's time.
+
+# %% [markdown]
 # ## Summary
 #
 # The five claims and what this build measured, each with the statistic its verdict rests on:
