@@ -114,10 +114,16 @@ def check_dtype(dtype: str) -> str:
 
 
 def check_device(device: str) -> str:
-    """The device names rsoup runs on (whether a GPU is there is ``resolve_device``'s question)."""
-    import re
-
-    if not isinstance(device, str) or not re.fullmatch(r"cpu|auto|cuda(:\d+)?", device):
+    """``auto`` or a device torch knows (``cpu``, ``cuda:1``, and ``cpu:0``, which accelerate's
+    processes get); whether a GPU is there is ``resolve_device``'s question."""
+    ok = device == "auto"
+    if not ok and isinstance(device, str):
+        try:
+            torch.device(device)
+            ok = True
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    if not ok:
         raise UserError(f"device {device!r} is not one of {', '.join(DEVICES)}: use cpu, or cuda on a GPU machine")
     return device
 
