@@ -481,4 +481,5 @@ chapter.table(gap_rows, index="λ")
 # endpoints. The paper's own locomotion experiment uses a humanoid and far longer training; the
 # claims it makes there are about policies that have converged, which these have not. What carries
 # over is the test itself: the same statistic, paired over the same episodes, on any budget the
-# `gpu` profile or a config file gives it.
+# `gpu` profile or a config file gives it. A longer run can overturn any verdict on this page,
+# in either direction, and the chapter will print the new one.
