@@ -8,7 +8,7 @@ RL and evaluation
 - ``runs``          the run folder: config, metrics, checkpoints, snapshots, the final policy
 - ``sampling``      seeded KV-cached decoding loop and ``sample_completions`` (teacher, generate, RL, eval)
 - ``logprobs``      token log-probabilities without the full log-softmax
-- ``rewards``       the proxy rewards (sentiment, readability, conciseness, specificity) and weighted sums
+- ``rewards``       the proxy rewards (sentiment, readability, conciseness, specificity, tone_fidelity) and weighted sums
 - ``text``          words and sentences: the one split every reward, detector and metric counts with
 - ``evaluate``      held-out rewards with standard errors, KL to SFT, diversity, samples
 - ``hacking``       reward-hacking detectors against the SFT policy

@@ -136,3 +136,32 @@ def load_prompts(split: str = "train", data_dir: Path | None = None) -> list[dic
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except json.JSONDecodeError as err:
         raise UserError(f"prompt file {path} is corrupt ({err}): regenerate it with `rsoup data build --only prompts`")
+
+
+_TONE_CUES = (  # (tone, a phrase that asks for it), checked in order for texts outside the grid
+    ("mixed", r"\bmixed\b|strengths and (its )?weaknesses"),
+    ("negative", r"\bnegative\b|\bdisliked\b"),
+    ("positive", r"\bpositive\b|\bliked\b"),
+)
+_TONE_OF_TEXT: dict[str, str] = {}
+
+
+def requested_tone(prompt: str) -> str:
+    """The tone an instruction asks for: ``positive``, ``negative``, ``mixed`` or ``any``.
+
+    Instructions of the prompt grid are looked up exactly (every cell rendered once); any other
+    text is read from its cue words ("negative", "disliked", "strengths and weaknesses", ...)."""
+    if not _TONE_OF_TEXT:
+        for genre in GENRES:
+            for tone in TONES:
+                for length in LENGTHS:
+                    for phrasing in range(len(PHRASINGS)):
+                        _TONE_OF_TEXT[render(genre, tone, length, phrasing)] = tone
+    if prompt in _TONE_OF_TEXT:
+        return _TONE_OF_TEXT[prompt]
+    low = prompt.lower()
+    for tone, cue in _TONE_CUES:
+        if re.search(cue, low):
+            return tone
+    return "any"
+

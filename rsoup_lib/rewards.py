@@ -17,6 +17,10 @@ conciseness    [0, 1]      1 - min(words, 48) / 48: shorter is better, empty sco
 specificity    [0, 1]      coverage of film vocabulary: distinct film terms (plot, acting,
                            director, score, cinematography, ...) in the completion / 4,
                            capped at 1
+tone_fidelity  [-1, 1]     does the review's sentiment s (VADER compound) follow the tone
+                           the instruction asks for (``prompts.requested_tone``)? positive:
+                           s; negative: -s; mixed: 1 - 2|s| (a balanced review); any: |s|
+                           (a review that takes a side)
 =============  ==========  ==================================================================
 
 Words and sentences are those of ``rsoup_lib.text`` (letter runs with at most one inner
@@ -78,6 +82,17 @@ def _sentiment(prompts, completions):
 
         _vader = SentimentIntensityAnalyzer()
     return [_vader.polarity_scores(c)["compound"] for c in completions]
+
+
+def _tone_fidelity(prompts, completions):
+    from rsoup_lib.prompts import requested_tone
+
+    scores = _sentiment(prompts, completions)
+    out = []
+    for prompt, s in zip(prompts, scores):
+        tone = requested_tone(prompt)
+        out.append({"positive": s, "negative": -s, "mixed": 1.0 - 2.0 * abs(s)}.get(tone, abs(s)))
+    return out
 
 
 # ---------------------------------------------------------------------------- readability
@@ -145,6 +160,7 @@ REWARDS: dict[str, Reward] = {
         Reward("readability", _readability, 0.0, 1.0, "Flesch reading ease / 100 (vowel-group syllables)"),
         Reward("conciseness", _conciseness, 0.0, 1.0, f"1 - min(words, {CONCISE_WORDS}) / {CONCISE_WORDS}"),
         Reward("specificity", _specificity, 0.0, 1.0, f"distinct film terms / {SPECIFIC_TERMS}, capped at 1"),
+        Reward("tone_fidelity", _tone_fidelity, -1.0, 1.0, "sentiment in the requested tone's direction"),
     ]
 }
 

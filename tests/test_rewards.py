@@ -63,3 +63,25 @@ def test_nonfinite_reward_names_reward_and_input():
     inf = Reward("inf", lambda p, c: [math.inf], 0, 1)
     with pytest.raises(NonFiniteRewardError, match="inf"):
         inf(["a"], ["x"])
+
+
+def test_requested_tone_reads_every_grid_prompt_and_free_text():
+    from rsoup_lib.prompts import load_prompts, requested_tone
+
+    for split in ("train", "test"):
+        for rec in load_prompts(split):
+            assert requested_tone(rec["prompt"]) == rec["tone"], rec
+    assert requested_tone("Please write a negative review of Jaws.") == "negative"
+    assert requested_tone("Tell me about Jaws, its strengths and weaknesses.") == "mixed"
+    assert requested_tone("Tell me about Jaws.") == "any"
+
+
+def test_tone_fidelity_follows_the_requested_tone():
+    r = get_reward("tone_fidelity")
+    good, bad = "A wonderful, brilliant film. I loved it.", "A terrible, awful film. I hated it."
+    pos, neg = "Write a positive review of a horror movie.", "Write a negative review of a horror movie."
+    mixed, any_ = "Write a mixed review of a horror movie.", "Write a review of a horror movie."
+    assert r([pos, pos], [good, bad])[0] > 0.5 > -0.5 > r([pos], [bad])[0]
+    assert r([neg], [bad])[0] > 0.5 and r([neg], [good])[0] < -0.5
+    assert r([mixed], ["The film."])[0] == 1.0 and r([mixed], [good])[0] < 0
+    assert min(r([any_, any_], [good, bad])) > 0.5  # either side, taken clearly
