@@ -378,12 +378,20 @@ def train(rl_config: RLConfig, config: GroupConfig, out_dir: str | Path, *, prog
         raise UserError(f"--out {out} holds a run of another group config: train into a new --out")
     prompts = training_prompts(rl_config, config)
     rl.runs.check_run_folder(out, asdict(rl_config))
+    fresh = not out.exists() or not any(out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(stored, asdict(config))
     hooks = GroupHooks(config, rl_config, out)
-    return rl.train(rl_config, out, prompts=prompts, kl_coef_fn=hooks.kl_coefs,
-                    advantage_weight_fn=hooks.weights if config.method in ("group", "no_adaptive_kl", "oracle") else None,
-                    progress=progress, num_threads=num_threads, stop_at_step=stop_at_step)  # fmt: skip
+    try:
+        return rl.train(rl_config, out, prompts=prompts, kl_coef_fn=hooks.kl_coefs,
+                        advantage_weight_fn=hooks.weights if config.method in ("group", "no_adaptive_kl", "oracle") else None,
+                        progress=progress, num_threads=num_threads, stop_at_step=stop_at_step)  # fmt: skip
+    except UserError:  # as rl.train: a run that fails before its first checkpoint leaves nothing behind
+        if fresh and rl.runs.latest_checkpoint(out) is None:
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def cached_train(rl_config: RLConfig, config: GroupConfig, progress: bool = False, num_threads: int | None = None) -> Path:
