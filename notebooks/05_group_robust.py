@@ -36,8 +36,8 @@
 # mixed, or any (no tone requested). The tone is a hidden `group` field of the prompt records:
 # the learner never reads it, only the evaluation (and the clearly marked oracle) does. The
 # reward, `tone_fidelity`, is the review's sentiment in the direction asked for, so the groups
-# pull in different directions: the SFT policy writes mildly positive reviews whatever it is
-# asked, which suits some requests and not others. One tone is **held out of training** in every
+# pull in different directions: a policy that writes the same kind of review whatever it is
+# asked serves some requests and fails others. One tone is **held out of training** in every
 # run and evaluated as an out-of-distribution group.
 #
 # **The budget.** The chapter trains seven policies (two seeds of plain RLOO, two of the
@@ -97,7 +97,8 @@ chapter.show_source(reward_fns._tone_fidelity)
 
 # %%
 sft = load_policy(P.policy, device=P.device, dtype=P.dtype)
-evaluate = chapter.evaluator(P.with_overrides({"eval_prompts": n_eval}), [reward], sft=sft, n_samples=n_eval)
+evaluate = chapter.evaluator(P.with_overrides({"eval_prompts": n_eval}), [reward, "sentiment"], sft=sft,
+                             n_samples=n_eval)  # fmt: skip
 labels = labels_of(test_prompts, n_eval, "group")
 groups = sorted(set(labels))
 train_groups = [g for g in groups if g != holdout]
@@ -121,6 +122,23 @@ def group_table(res_by_name):
 
 
 group_table(results)
+
+# %% tags=["hide-input"]
+sentiment_sft = gr.group_means(results["sft"].scores("sentiment"), labels, groups)
+means_sft = gr.group_means(results["sft"].scores(reward), labels, groups)
+lab_arr = np.asarray(labels)
+gap_sft = stats.unpaired_difference(results["sft"].scores(reward)[lab_arr == groups[int(np.argmax(means_sft))]],
+                                    results["sft"].scores(reward)[lab_arr == groups[int(np.argmin(means_sft))]])
+chapter.markdown(
+    "The SFT policy's mean sentiment (VADER, in [-1, 1]) per requested tone is "
+    + ", ".join(f"{g} {v:+.2f}" for g, v in zip(groups, sentiment_sft))
+    + f": it {'hardly changes' if np.ptp(sentiment_sft) < 0.1 else 'changes'} with the request "
+    f"(range {np.ptp(sentiment_sft):.2f}). Its reward ranges from {means_sft.min():+.3f} ({groups[int(np.argmin(means_sft))]}) "
+    f"to {means_sft.max():+.3f} ({groups[int(np.argmax(means_sft))]})"
+    + (f"; the gap, {gap_sft} (unpaired: different prompts), is "
+       + ("more than two standard errors: the groups differ in difficulty at the start." if gap_sft.value > 2 * gap_sft.se
+          else "within two standard errors: at the start the groups are not clearly unequal."))
+)
 
 # %% [markdown]
 # ## The method
@@ -343,8 +361,7 @@ chapter.markdown(
     f"calls hard most often is `{lowest_p}` (mean p_high {agree.loc[lowest_p, 'mean p_high']:.2f}, against "
     f"{agree.loc[train_groups, 'mean p_high'].max():.2f} for the most 'easy' one): the inferred split "
     + ("points at the hardest requested tone." if hardest == lowest_p else
-       "does not single out the hardest requested tone; it separates samples by what their words say about their "
-       "reward rather than by the tone asked for.")
+       "does not single out the hardest requested tone: whatever it separates, it is not mainly the tone asked for.")
 )  # fmt: skip
 
 # %% [markdown]
