@@ -46,6 +46,20 @@
 # scaled by `lr_scale` so that such a run moves about as far from SFT as chapter 1's longer
 # ones. Every method gets the same steps, batch, prompts, learning rate and beta.
 
+# **Why `mixed` is held out.** This choice was made after measuring the SFT policy and plain
+# RLOO, before the method was run. In that first measurement (not part of this build: plain
+# RLOO with all four tones in training, 60 steps, learning rate 3e-4, seed 0; `rsoup train
+# --reward tone_fidelity --steps 60 --lr 3e-4 --checkpoint-every 0 --out runs/all-tones` then
+# `rsoup eval --policy runs/all-tones --rewards tone_fidelity,sentiment --n 192 --by group`), the
+# `mixed` reward rose from +0.29 to +0.76 while the three other tones lost (positive +0.14 to
+# +0.03, any +0.34 to +0.11) and the mean sentiment fell from +0.15 to +0.06: the policy found
+# the cheapest shortcut the reward offers, reviews without sentiment, which a `mixed` request
+# pays for ($1 - 2|s|$ is 1 at $s = 0$) and the three others do not. Holding `mixed` out removes
+# that shortcut and leaves the one the paper has in mind: the three training tones are served
+# by one kind of review more than another, and a policy can raise the average by serving the
+# majority. The held-out tone then asks something none of the training tones asks (a balanced
+# review), which makes it a genuine out-of-distribution test.
+
 # %% tags=["parameters"]
 profile = "cpu"  # smoke | cpu | gpu: the run sizes of the whole book (`rsoup profiles`)
 overrides = {}  # profile fields to change, e.g. {"steps": 500, "policy": "/path/to/any/hf-causal-lm"}
@@ -65,7 +79,7 @@ import pandas as pd
 
 from rsoup_lib import chapter, figures, rl, stats
 from rsoup_lib import group_robust as gr
-from rsoup_lib.evaluate import by_label, labels_of
+from rsoup_lib.evaluate import labels_of
 from rsoup_lib.models import load_policy
 from rsoup_lib.prompts import load_prompts
 from rsoup_lib.verdicts import verdict
@@ -104,24 +118,8 @@ groups = sorted(set(labels))
 train_groups = [g for g in groups if g != holdout]
 results = {"sft": evaluate(sft)}
 
-
 # %% tags=["hide-input"]
-def group_table(res_by_name):
-    """Mean ± se of the reward per hidden group (and the KL), one row per policy."""
-    rows = []
-    for name, res in res_by_name.items():
-        table = by_label(res, labels)
-        row = {"policy": name}
-        for g in groups:
-            r = table[reward][g]
-            row[g + (" (held out)" if g == holdout else "")] = f"{r['mean']:+.3f} ± {r['stderr']:.3f}"
-        row["worst training group"] = f"{gr.worst_group(res.scores(reward), labels, train_groups):+.3f}"
-        row["KL to SFT"] = f"{res.kl_to_sft:.2f}" if res.kl_to_sft is not None else "—"
-        rows.append(row)
-    return chapter.table(rows, index="policy")
-
-
-group_table(results)
+chapter.group_table(results, labels, reward, holdout, train_groups)
 
 # %% tags=["hide-input"]
 sentiment_sft = gr.group_means(results["sft"].scores("sentiment"), labels, groups)
@@ -207,7 +205,9 @@ chapter.show_source(gr.GroupHooks._memberships)
 # ## Training
 #
 # Seven runs, all on the training prompts without the held-out tone, with the same steps, batch,
-# learning rate and $\beta$: plain RLOO with a fixed $\beta$ (two seeds), the group-invariant
+# learning rate and $\beta$ (the KL budget: the adaptive coefficient moves $\beta$ per sample
+# around the same value, and the KL each policy actually reached is measured below and reported
+# next to every comparison): plain RLOO with a fixed $\beta$ (two seeds), the group-invariant
 # method (two seeds), the method without the adaptive KL and without the variance penalty
 # (seed 0), and the oracle (seed 0). `gr.cached_train` trains through `rl.train` and the run
 # cache.
@@ -245,18 +245,24 @@ chapter.table([
 
 # %% tags=["hide-input"]
 logs = {name: pd.DataFrame(gr.read_group_metrics(run)) for name, run in runs.items()}
-fig = figures.grid("Training reward per hidden group", [f"{g}" for g in train_groups])
-for i, name in enumerate([f"plain s{seeds[0]}", f"group s{seeds[0]}", f"oracle s{seeds[0]}"]):
-    for j, g in enumerate(train_groups):
-        col = f"reward/{g}"
-        if col in logs[name]:
-            d = logs[name][["step", col]].dropna()
-            figures.line(fig, *figures.smoothed(d["step"], d[col]), name, color=figures.color(i), mode="lines",
-                         showlegend=j == 0, row=1, col=j + 1)  # fmt: skip
-fig.update_xaxes(title_text="step")
-fig.show()
+
+
+def series(name, key, g, scale=1.0):
+    """(steps, values) of one logged quantity of one hidden group (steps without the group skipped)."""
+    d = logs[name][["step", f"{key}/{g}"]].dropna() if f"{key}/{g}" in logs[name] else pd.DataFrame({"step": [], "v": []})
+    return list(d["step"]), list(d.iloc[:, 1] / scale)
+
+
+shown = [f"plain s{seeds[0]}", f"group s{seeds[0]}", f"oracle s{seeds[0]}"]
+figures.log_panels("Training reward per hidden group",
+                   {g: {name: series(name, "reward", g) for name in shown} for g in train_groups}).show()
 
 # %% [markdown]
+# How to read the curves: each point is the mean reward of the samples of one tone in one
+# training batch (about a third of 32 samples), smoothed over 10 steps, so they are noisy. A
+# shortcut shows as one tone's curve rising while another's stays flat or falls; the method is
+# meant to lift the lowest curve. The held-out evaluation that follows is what the verdicts use.
+#
 # ## Held-out evaluation
 #
 # Every policy answers the same held-out prompts (all of them, about 48 per requested tone) with
@@ -282,32 +288,18 @@ chapter.table([{"group": g + (" (held out)" if g == holdout else ""), "SFT": f"{
                for g, e in shortcut.items()], index="group")  # fmt: skip
 
 # %% tags=["hide-input"]
-up = [g for g, e in shortcut.items() if e.value > 2 * e.se]
-down = [g for g, e in shortcut.items() if e.value < -2 * e.se]
 worst_sft = train_groups[int(np.argmin(gr.group_means(scores["sft"], labels, train_groups)))]
-text = (f"Plain RLOO changed the groups' rewards by "
-        + ", ".join(f"{g} {shortcut[g].value:+.3f}" for g in groups) + ". ")
-if up and down:
-    text += (f"It gained on {', '.join(up)} and lost on {', '.join(down)} by more than two standard errors: "
-             "the shortcut the paper describes is visible before any fix.")
-elif down:
-    text += f"It lost on {', '.join(down)} and gained nowhere by more than two standard errors."
-elif up:
-    text += (f"It gained on {', '.join(up)} and lost nowhere by more than two standard errors: at this budget no "
-             "group was clearly sacrificed, so the shortcut is at most a difference in how much each group gained.")
-else:
-    text += "No group moved by more than two standard errors at this budget."
-text += f" At the start the hardest training group was `{worst_sft}`."
-chapter.markdown(text)
+chapter.markdown(chapter.shortcut_sentence(shortcut, worst_sft))
 
 # %% [markdown]
 # ### Every method, per group
 #
 # Mean reward per hidden group (± its standard error over that group's prompts), the worst of
-# the training groups, and the KL to SFT.
+# the training groups, and the KL to SFT. The per-group standard errors are over about 48
+# prompts each and are wide; the verdicts below use paired statistics, which are tighter.
 
 # %% tags=["hide-input"]
-group_table(results)
+chapter.group_table(results, labels, reward, holdout, train_groups)
 
 # %% [markdown]
 # ## The inferred groups against the hidden labels
@@ -319,17 +311,8 @@ group_table(results)
 # low $p_{high}$.
 
 # %% tags=["hide-input"]
-rows = []
-for name in [n for n in runs if n.startswith(("group", "no "))]:
-    res = results[name]
-    prompts = [s["prompt"] for s in res.samples]
-    ph = gr.p_high(runs[name], prompts, [s["completion"] for s in res.samples])
-    lab = np.asarray(labels[: len(ph)])
-    for g in groups:
-        rows.append({"run": name, "hidden group": g, "mean p_high": ph[lab == g].mean(),
-                     "share in hard group": (ph[lab == g] < 0.5).mean(),
-                     "group's reward": scores[name][: len(ph)][lab == g].mean()})  # fmt: skip
-inferred = chapter.table(rows)
+inferred = chapter.table([{"run": name, **row} for name in runs if name.startswith(("group", "no "))
+                          for row in gr.inferred_vs_hidden(runs[name], results[name], labels, reward)])  # fmt: skip
 inferred.pivot(index="run", columns="hidden group", values="mean p_high").round(2)
 
 # %% [markdown]
@@ -339,18 +322,10 @@ inferred.pivot(index="run", columns="hidden group", values="mean p_high").round(
 
 # %% tags=["hide-input"]
 name = f"group s{seeds[0]}"
-fig = figures.grid(f"Inferred groups along training ({name})", ["mean p_high", "KL coefficient beta_i / beta",
-                                                                 "advantage weight w_i"])  # fmt: skip
-for j, g in enumerate(train_groups):
-    for k, key in enumerate(["p_high", "beta", "weight"]):
-        col = f"{key}/{g}"
-        if col in logs[name]:
-            d = logs[name][["step", col]].dropna()
-            y = d[col] / (P.beta if key == "beta" else 1.0)
-            figures.line(fig, *figures.smoothed(d["step"], y), g, color=figures.color(j), mode="lines",
-                         showlegend=k == 0, row=1, col=k + 1)  # fmt: skip
-fig.update_xaxes(title_text="step")
-fig.show()
+panels = {"mean p_high": "p_high", "KL coefficient beta_i / beta": "beta", "advantage weight w_i": "weight"}
+figures.log_panels(f"Inferred groups along training ({name})",
+                   {title: {g: series(name, key, g, P.beta if key == "beta" else 1.0) for g in train_groups}
+                    for title, key in panels.items()}).show()  # fmt: skip
 
 # %% tags=["hide-input"]
 agree = inferred[inferred["run"] == name].set_index("hidden group")
@@ -432,20 +407,37 @@ chapter.table([
 ], index="policy")  # fmt: skip
 
 # %% [markdown]
+# The ablations separate the method's two parts: `no adaptive KL` keeps the variance penalty
+# with a fixed $\beta$, `no variance` keeps the adaptive $\beta_i$ without the penalty. The
+# oracle's penalty uses the true tones, so where it beats the method, better group inference
+# would have helped; where it does not, the penalty itself is the limit at this budget. Each of
+# these is one seed, so its row is a single draw, compared with the two-seed average of plain
+# RLOO.
+#
+# ## What this chapter cannot show
+#
+# - **Short runs.** Seven runs must fit a six-minute build on two CPU cores, so each has a few
+#   dozen steps; the paper trains for thousands. A shortcut that needs longer to form, or a
+#   correction that needs longer to act, is invisible here.
+# - **Two seeds.** A spread across two seeds is the smallest spread one can compute; the
+#   stability verdict is a weak test, and its bootstrap only resamples prompts, not seeds.
+# - **A bag-of-words classifier.** The paper's classifier reads the policy's representations; ours
+#   reads hashed words of the prompt and the completion. Whether it finds the tones is measured
+#   above, not assumed.
+# - **One reward, one model.** `tone_fidelity` on a 5M-parameter policy is a toy with a known
+#   group structure; the verdicts say what happens in this toy, not in the paper's setting.
+#
 # ## Closing note
 #
 # What this build measured, claim by claim, and how to reproduce one run of each kind from the
 # command line (the chapter's runs are these, trained through the run cache):
 
 # %% tags=["hide-input"]
-lr_here = P.lr * lr_scale
-common = (f"--policy {P.policy} --reward {reward} --steps {steps} --lr {lr_here:g} --beta {P.beta} "
-          f"--batch-prompts {P.batch_prompts} --k {P.k} --max-new-tokens {P.max_new_tokens} --group-holdout {holdout}")
-commands = [f"rsoup train {common} --group-method {m} --group-alpha {alpha} --group-c0 {c0} --group-c1 {c1} "
-            f"--seed {s} --out runs/ch5-{m}-s{s}" for m, s in dict.fromkeys(plan.values())]  # fmt: skip
+commands = [gr.train_command(dataclasses.replace(rl_config, seed=s), dataclasses.replace(base, method=m),
+                             f"runs/ch5-{m}-s{s}") for m, s in plan.values()]  # fmt: skip
 commands.append(f"rsoup eval --policy runs/ch5-group-s{seeds[0]} --rewards {reward} --n {n_eval} --seed {P.seed + 1} --by group --json")
 chapter.markdown("\n".join(f"- {v}" for v in verdicts) + "\n\n```bash\n" + "\n".join(commands) + "\n```\n\n"
-                 f"Runs of {steps} steps with a learning rate of {lr_here:g} and beta = {P.beta}; "
+                 f"Runs of {steps} steps with a learning rate of {rl_config.lr:g} and beta = {P.beta}; "
                  f"{len(seeds)} seeds of plain RLOO and of the method, one of each ablation and of the oracle: "
                  "a short budget, and two seeds are the least from which a spread can be computed, not a "
                  "precise measure of it.")  # fmt: skip

@@ -501,3 +501,33 @@ def seed_spread_gap(base: Sequence, method: Sequence, labels: Sequence[str], gro
 
     arrays = [np.asarray(x, float) for x in (*base, *method)] + [codes]
     return bootstrap(stat, arrays, n_boot=n_boot, seed=seed)
+
+
+def inferred_vs_hidden(run: str | Path, result, labels: Sequence[str], reward: str) -> list[dict]:
+    """The run's final classifier on an evaluation's completions (``result.samples`` must hold
+    every prompt), per hidden label: the mean p_phi(g_high | x, y), the share of samples in the
+    hard group (p_high < 0.5) and the label's mean reward."""
+    import numpy as np
+
+    ph = p_high(run, [s["prompt"] for s in result.samples], [s["completion"] for s in result.samples])
+    lab = np.asarray(labels[: len(ph)])
+    scores = result.scores(reward)[: len(ph)]
+    return [{"hidden group": g, "mean p_high": float(ph[lab == g].mean()), "share in hard group": float((ph[lab == g] < 0.5).mean()),
+             "group's reward": float(scores[lab == g].mean())} for g in sorted(set(lab))]  # fmt: skip
+
+
+def train_command(rl_config: RLConfig, config: GroupConfig, out: str) -> str:
+    """The ``rsoup train`` command line that trains this run (flags for the fields that differ
+    from their defaults, and always the method)."""
+    from dataclasses import fields
+
+    from rsoup_lib.rl import RLConfig
+
+    parts = ["rsoup train"]
+    for prefix, obj, cls in (("--", rl_config, RLConfig), ("--group-", config, GroupConfig)):
+        for f in fields(cls):
+            value = getattr(obj, f.name)
+            if value != f.default or (cls is GroupConfig and f.name == "method"):
+                flag = prefix + f.name.replace("_", "-")
+                parts.append(flag if value is True else f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(parts + [f"--out {out}"])
