@@ -153,3 +153,28 @@ def test_bad_group_configs_are_user_errors(tmp_path):
                      (dict(holdout="nope"), "holdout 'nope'"), (dict(group_field="nope"), "no field 'nope'")):  # fmt: skip
         with pytest.raises(UserError, match=msg.replace("(", r"\(").replace("+", r"\+")):
             gr.train(config, gr.GroupConfig(**bad), tmp_path / "x", progress=False)
+
+
+def test_train_command_parses_back_to_the_same_configs():
+    import dataclasses
+    import shlex
+
+    from rsoup_lib.cli import build_parser
+    from rsoup_lib.commands.train import _group_config
+
+    config = RLConfig(reward="tone_fidelity", steps=48, lr=3e-4, seed=1)
+    group = gr.GroupConfig(method="no_variance", holdout="mixed", alpha=0.5)
+    args = build_parser().parse_args(shlex.split(gr.train_command(config, group, "runs/x"))[1:])
+    assert RLConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLConfig)}) == config
+    assert _group_config(args) == group and args.out == "runs/x"
+
+
+def test_chapter_helpers_word_the_shortcut_from_the_estimates():
+    from rsoup_lib import chapter, figures
+    from rsoup_lib.stats import Estimate
+
+    up, down, flat = (Estimate(v, 0.01, v - 0.02, v + 0.02, 48, "paired") for v in (0.1, -0.1, 0.005))
+    assert "gained on a and lost on b" in chapter.shortcut_sentence({"a": up, "b": down, "c": flat}, "b")
+    assert "No group moved" in chapter.shortcut_sentence({"c": flat}, "c")
+    fig = figures.log_panels("t", {"p1": {"x": ([0, 1], [1.0, 2.0]), "y": ([0], [0.0])}, "p2": {"x": ([0], [1.0])}})
+    assert [t.showlegend for t in fig.data] == [True, True, False]
