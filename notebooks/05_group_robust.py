@@ -88,7 +88,7 @@ P = chapter.setup(profile, overrides)
 steps = min(P.steps, rl_steps)
 test_prompts = load_prompts("test")
 n_eval = max(P.eval_prompts, len(test_prompts))  # every held-out prompt: about 48 per group
-chapter.show_parameters(P, reward=reward, holdout=holdout, steps_here=steps, lr_here=P.lr * lr_scale,
+chapter.show_parameters(P, reward=reward, holdout=holdout, steps_here=steps, lr_here=float(f"{P.lr * lr_scale:.3g}"),
                         alpha=alpha, c0=c0, c1=c1, seeds=seeds, eval_here=n_eval)  # fmt: skip
 
 # %% [markdown]
@@ -130,8 +130,9 @@ gap_sft = stats.unpaired_difference(results["sft"].scores(reward)[lab_arr == gro
 chapter.markdown(
     "The SFT policy's mean sentiment (VADER, in [-1, 1]) per requested tone is "
     + ", ".join(f"{g} {v:+.2f}" for g, v in zip(groups, sentiment_sft))
-    + f": it {'hardly changes' if np.ptp(sentiment_sft) < 0.1 else 'changes'} with the request "
-    f"(range {np.ptp(sentiment_sft):.2f}). Its reward ranges from {means_sft.min():+.3f} ({groups[int(np.argmin(means_sft))]}) "
+    + (f": even a negative request gets a review whose sentiment is {sentiment_sft[groups.index('negative')]:+.2f} on "
+       "average. " if "negative" in groups and sentiment_sft[groups.index("negative")] > 0 else ". ")
+    + f"Its reward ranges from {means_sft.min():+.3f} ({groups[int(np.argmin(means_sft))]}) "
     f"to {means_sft.max():+.3f} ({groups[int(np.argmax(means_sft))]})"
     + (f"; the gap, {gap_sft} (unpaired: different prompts), is "
        + ("more than two standard errors: the groups differ in difficulty at the start." if gap_sft.value > 2 * gap_sft.se

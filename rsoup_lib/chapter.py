@@ -487,5 +487,9 @@ def shortcut_sentence(changes: Mapping[str, Any], before: str) -> str:
         text += (f"It gained on {', '.join(up)} and lost nowhere by more than two standard errors: no group was "
                  "clearly sacrificed, so the shortcut is at most a difference in how much each group gained.")
     else:
-        text += "No group moved by more than two standard errors at this budget."
+        rising = [g for g, e in changes.items() if e.value > 0]
+        falling = [g for g, e in changes.items() if e.value < 0]
+        text += ("No group moved by more than two standard errors at this budget, so the shortcut is not demonstrated "
+                 "here; the point estimates " + (f"rise on {', '.join(rising)}" if rising else "rise nowhere")
+                 + (f" and fall on {', '.join(falling)}." if falling else " and fall nowhere."))  # fmt: skip
     return text + f" At the start the hardest training group was `{before}`."
