@@ -332,7 +332,14 @@ figures.log_panels(f"Inferred groups along training ({name})",
 agree = inferred[inferred["run"] == name].set_index("hidden group")
 hardest = agree.loc[train_groups, "group's reward"].idxmin()
 lowest_p = agree.loc[train_groups, "mean p_high"].idxmin()
+beta_ratio = {run: np.nanmean(logs[run][[c for c in logs[run] if c.startswith("beta/")]].to_numpy()) / P.beta
+              for run in runs if not run.startswith("plain")}  # fmt: skip
 chapter.markdown(
+    "Averaged over training (steps and tones), the KL coefficient was "
+    + ", ".join(f"{ratio:.2f} β for `{run}`" for run, ratio in beta_ratio.items())
+    + " (plain RLOO: 1.00 β by construction). Above 1, the adaptive KL pulled towards SFT harder than plain RLOO "
+    "on average (the classifier called most samples easy); below 1, less. The KL each policy reached is measured "
+    "below and reported beside every comparison.\n\n"
     f"For `{name}`, the training group with the lowest held-out reward is `{hardest}` and the group the classifier "
     f"calls hard most often is `{lowest_p}` (mean p_high {agree.loc[lowest_p, 'mean p_high']:.2f}, against "
     f"{agree.loc[train_groups, 'mean p_high'].max():.2f} for the most 'easy' one): the inferred split "
