@@ -338,7 +338,7 @@ chapter.markdown(
     "Averaged over training (steps and tones), the KL coefficient was "
     + ", ".join(f"{ratio:.2f} β for `{run}`" for run, ratio in beta_ratio.items())
     + " (plain RLOO: 1.00 β by construction). Above 1, the adaptive KL pulled towards SFT harder than plain RLOO "
-    "on average (the classifier called most samples easy); below 1, less. The KL each policy reached is measured "
+    "on average (most samples were called easy); below 1, less. The KL each policy reached is measured "
     "below and reported beside every comparison.\n\n"
     f"For `{name}`, the training group with the lowest held-out reward is `{hardest}` and the group the classifier "
     f"calls hard most often is `{lowest_p}` (mean p_high {agree.loc[lowest_p, 'mean p_high']:.2f}, against "
