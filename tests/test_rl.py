@@ -352,11 +352,13 @@ def test_two_process_update_equals_the_one_process_update(tmp_path):
 
     init = tiny_random(seed=0)[0].state_dict()
     assert any(not torch.equal(w1[n], init[n]) for n in w1)  # it trained
+    # float rounding differs (2 prompts per process pad differently from 4); AdamW turns that
+    # into update differences of up to ~0.5% of one lr-sized step where gradients are near 0
     for name in w1:
-        torch.testing.assert_close(w2[name], w1[name], rtol=0, atol=2e-5)
+        torch.testing.assert_close(w2[name], w1[name], rtol=0, atol=1e-4)
     r1, r2 = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert [r["reward"] for r in r1] == pytest.approx([r["reward"] for r in r2], abs=1e-7)
-    for key in ("loss", "kl_anchor", "grad_norm"):
+    for key in ("loss", "kl_anchor", "grad_norm"):  # grad_norm: the processes' gradients are summed, not averaged
         assert [r[key] for r in r1] == pytest.approx([r[key] for r in r2], rel=1e-4, abs=1e-6), key
 
 
