@@ -34,8 +34,8 @@ the anchor is not the reference, one more for the logged KL. Log-probs never mat
 The run folder (config, metrics, checkpoints, snapshots, final policy) is ``rsoup_lib.runs``.
 Multi-process: the policy and the optimiser go through ``accelerator.prepare``
 (``rsoup_lib.scale_out``): under ``accelerate launch --multi_gpu --num_processes P`` DDP (on a
-CPU-only machine torchrun starts the processes and the trainer runs gloo on CPU), under
-``accelerate launch --config_file configs/accelerate/8gpu_fsdp.yaml`` FSDP. Each process takes
+CPU-only machine torchrun starts the processes and the trainer runs gloo on CPU); FSDP and
+DeepSpeed are refused with a message saying why (``scale_out``). Each process takes
 ``batch_prompts / P`` prompts of the step's batch and the engine combines the gradients, so the
 update is the one of a single process computing the whole batch.
 Resume: the data order is a pure function of (seed, step) and the checkpoints restore the RNG
@@ -335,7 +335,7 @@ class _Run:
     trainable: dict
     optimizer: Any  # prepared by accelerate
     anchor: Anchor
-    policy_logprobs: Any  # scale_out.PolicyLogprobs of ``model``, prepared (DDP/FSDP-wrapped when distributed)
+    policy_logprobs: Any  # scale_out.PolicyLogprobs of ``model``, prepared (DDP-wrapped when distributed)
     records: list[dict]
     reward: Callable
     start_step: int
@@ -386,7 +386,7 @@ def _set_up(config: RLConfig, out_dir: Path, prompts, reward_fn) -> _Run:
     model, tokenizer = _load_policy(config, accelerator.device)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(list(trainable.values()), lr=config.lr, weight_decay=config.weight_decay)
-    anchor = Anchor(config, model, trainable, accelerator.device)  # before prepare: unsharded copies
+    anchor = Anchor(config, model, trainable, accelerator.device)
     policy_logprobs, optimizer = scale_out.prepare(accelerator, model, optimizer)
     run = _Run(config, out_dir, accelerator, model, tokenizer, trainable, optimizer, anchor, policy_logprobs, records,
                reward, 0, None)  # fmt: skip
@@ -462,7 +462,6 @@ def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step:
     from rsoup_lib.sampling import sample_completions
 
     config, model, k = run.config, run.model, run.config.k
-    full_parameters = lambda: scale_out.full_parameters(run.accelerator, run.policy_logprobs)  # noqa: E731
     per_process = config.batch_prompts // run.world
     micro = per_process // config.grad_accum  # prompts per micro-batch
     n_global = config.batch_prompts * k
@@ -473,8 +472,7 @@ def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step:
         rows_records = [run.records[i] for i in idx[run.rank * per_process : (run.rank + 1) * per_process] for _ in range(k)]
         instructions = [r["prompt"] for r in rows_records]
         # 1. sample k completions per prompt
-        with full_parameters():
-            sampled = sample_completions(model, run.tokenizer, instructions, config.max_new_tokens, config.temperature, k)
+        sampled = sample_completions(model, run.tokenizer, instructions, config.max_new_tokens, config.temperature, k)
         t_gen = time.perf_counter() - t0
         # 2. score them
         scores = torch.tensor(run.reward(instructions, sampled.texts), dtype=torch.float32, device=run.accelerator.device)
@@ -484,8 +482,7 @@ def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step:
         sums = {}
         for m in range(config.grad_accum):
             rows = slice(m * micro * k, (m + 1) * micro * k)
-            with full_parameters():
-                anchor_logp, reference_logp = run.anchor.logprobs(model, sampled, rows)
+            anchor_logp, reference_logp = run.anchor.logprobs(model, sampled, rows)
             with scale_out.no_sync(run.accelerator, run.policy_logprobs, m == config.grad_accum - 1):
                 logp, entropy = run.policy_logprobs(sampled.sequences[rows], sampled.attention_mask[rows],
                                                     sampled.prompt_len, config.logprob_chunk, 1.0 / config.temperature, k)  # fmt: skip
@@ -506,11 +503,10 @@ def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step:
             bar.close()
             return
     bar.close()
-    with full_parameters():
-        if run.main:  # the trained policy, as a Hugging Face folder; the run is complete
-            runs.save_policy(model, run.tokenizer, config, run.out_dir)
-            atomic_write_json(run.out_dir / "summary.json", runs.summary(run.metrics_path))
-            shutil.rmtree(run.out_dir / "checkpoints", ignore_errors=True)
+    if run.main:  # the trained policy, as a Hugging Face folder; the run is complete
+        runs.save_policy(model, run.tokenizer, config, run.out_dir)
+        atomic_write_json(run.out_dir / "summary.json", runs.summary(run.metrics_path))
+        shutil.rmtree(run.out_dir / "checkpoints", ignore_errors=True)
     run.accelerator.wait_for_everyone()
 
 
@@ -520,7 +516,7 @@ def _optimiser_step(run: _Run) -> float:
     from rsoup_lib import scale_out
 
     max_norm = run.config.max_grad_norm if run.config.max_grad_norm > 0 else math.inf
-    grad_norm = scale_out.clip_gradients(run.accelerator, run.policy_logprobs, list(run.trainable.values()), max_norm)
+    grad_norm = scale_out.clip_gradients(list(run.trainable.values()), max_norm)
     if not math.isfinite(float(grad_norm)):  # a step would write NaN into every weight
         raise UserError(
             f"the gradient norm is {float(grad_norm)}: training diverged (lr={run.config.lr}); "
@@ -578,12 +574,8 @@ def _save_progress(run: _Run, done: int) -> None:
         if run.main:
             runs.save_checkpoint(run.out_dir, done, run.trainable, run.optimizer, run.anchor.ema, rng_states, asdict(config))
         run.accelerator.wait_for_everyone()
-    if config.snapshot_every and done % config.snapshot_every == 0 and done < config.steps:
-        from rsoup_lib import scale_out
-
-        with scale_out.full_parameters(run.accelerator, run.policy_logprobs):
-            if run.main:
-                runs.save_snapshot(run.model, run.tokenizer, config, run.out_dir, done)
+    if config.snapshot_every and done % config.snapshot_every == 0 and done < config.steps and run.main:
+        runs.save_snapshot(run.model, run.tokenizer, config, run.out_dir, done)
 
 
 # ----------------------------------------------------------------------------- the run cache

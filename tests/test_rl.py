@@ -241,6 +241,21 @@ def test_resume_after_kill_gives_the_same_weights(variant, tmp_path):
     assert [r["reward"] for r in read_metrics(part)] == [r["reward"] for r in read_metrics(full)]
 
 
+@pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
+def test_sharding_engines_are_refused_with_the_reason(engine):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from rsoup_lib import scale_out
+
+    accelerator = SimpleNamespace(distributed_type=getattr(DistributedType, engine), num_processes=8)
+    with pytest.raises(UserError, match=f"does not support {engine}.*8gpu_ddp.yaml"):
+        scale_out.check_supported(tiny(anchor="ema"), accelerator)
+    ddp = SimpleNamespace(distributed_type=DistributedType.MULTI_GPU, num_processes=8)
+    scale_out.check_supported(tiny(anchor="ema"), ddp)  # DDP: everything goes
+
+
 # ------------------------------------------------------------------ real processes (slow)
 TRAIN_SCRIPT = textwrap.dedent(
     """
@@ -329,14 +344,15 @@ SAME_SAMPLES_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_two_process_update_equals_the_one_process_update(tmp_path):
+@pytest.mark.parametrize("lora", [False, True])
+def test_two_process_update_equals_the_one_process_update(lora, tmp_path):
     """DDP over 2 gloo processes (each with half the prompts, and 2 micro-batches: no gradient
     sync on the first) gives the weights and metrics of 1 process computing the whole batch,
-    EMA anchor included."""
+    EMA anchor included, full fine-tuning and LoRA."""
     script = tmp_path / "same_samples.py"
     script.write_text(SAME_SAMPLES_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    base = dict(steps=2, batch_prompts=4, lr=1e-2, anchor="ema", ema_rate=0.5)
+    base = dict(steps=2, batch_prompts=4, lr=1e-2, anchor="ema", ema_rate=0.5, lora=lora, lora_rank=4)
     one = tiny(**base)
     two = tiny(**base, grad_accum=2)
     accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
