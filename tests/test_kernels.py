@@ -130,3 +130,40 @@ def test_token_logprobs_on_cuda_goes_through_the_kernel_and_agrees(fused, monkey
     torch_path = value_and_grads(logprobs.token_logprobs, *problem)
     for a, b in zip(with_kernel, torch_path):
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
+
+
+COMPILE_SCRIPT = """
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import rsoup_lib.kernels.fused_logprobs as K
+
+blocks = {"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_H": 64, "PRECISION": "tf32"}  # what _blocks picks on CUDA
+sizes = {"n_rows": "i32", "n_vocab": "i32", "hidden_size": "i32", "stride_h": "i32", "stride_w": "i32"}
+ins = {"h_ptr": "*bf16", "w_ptr": "*bf16", "t_ptr": "*i64"}
+kernels = {
+    K._forward_kernel: {**ins, "logp_ptr": "*fp32", "ent_ptr": "*fp32", "lse_ptr": "*fp32", **sizes},
+    K._grad_hidden_kernel: {**ins, "lse_ptr": "*fp32", "g_ptr": "*fp32", "dh_ptr": "*fp32", **sizes, "stride_dh": "i32"},
+    K._grad_weight_kernel: {**ins, "lse_ptr": "*fp32", "g_ptr": "*fp32", "dw_ptr": "*fp32", **sizes, "stride_dw": "i32"},
+}
+for fn, sig in kernels.items():
+    sig = {**sig, "scale": "fp32", **{k: "constexpr" for k in blocks}}
+    k = triton.compile(ASTSource(fn, sig, blocks), target=GPUTarget("cuda", 90, 32), options={"num_warps": 8, "num_stages": 2})
+    assert len(k.asm["cubin"]) > 0
+    print(fn.__name__, "shared", k.metadata.shared)
+"""
+
+
+def test_kernels_compile_for_an_h100_without_a_gpu(tmp_path):
+    """The interpreter runs the kernels' arithmetic, not the compiler: compile the bf16 kernels
+    for sm_90 with Triton's bundled ptxas (no GPU needed), in a process without the interpreter."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
+    proc = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shared = [int(line.split()[-1]) for line in proc.stdout.splitlines()]
+    assert len(shared) == 3 and max(shared) <= 227 * 1024  # H100: 227 KiB of shared memory per block
