@@ -7,9 +7,10 @@ backward (gradients w.r.t. the hidden states and the projection, after ``--warmu
 runs) and its peak memory above what the inputs already held:
 
 - ``fused``: ``rsoup_lib.kernels.fused_token_logprobs`` (CUDA + Triton);
-- ``liger``: ``liger_kernel``'s ``LigerFusedLinearCrossEntropyLoss`` (reduction "sum", the
-  hidden states pre-scaled by 1/T; it returns a summed loss, not per-token log-probs, so its
-  incoming gradient is uniform: the same matmul work, a different output) (CUDA, if installed);
+- ``liger``: ``liger_kernel``'s ``LigerFusedLinearCrossEntropyLoss`` (reduction "sum",
+  ``accum_dtype=float32`` as ours, the hidden states pre-scaled by 1/T; it returns a summed loss,
+  not per-token log-probs, so its incoming gradient is uniform: the same matmul work, a
+  different output; it computes the gradients during the forward pass) (CUDA, if installed);
 - ``chunked``: ``rsoup_lib.logprobs.ChunkedTokenLogprobs`` (the CPU path; any device);
 - ``naive``: full logits and log-softmax in float32 (any device).
 
@@ -62,7 +63,8 @@ def _step_fn(method: str, hidden, weight, targets, grad_out):
             from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
         except ImportError:
             return "liger-kernel not installed (pip install liger-kernel)"
-        loss = LigerFusedLinearCrossEntropyLoss(reduction="sum")
+        # fp32 gradient accumulation, as ours (Liger's default accumulates in the inputs' dtype)
+        loss = LigerFusedLinearCrossEntropyLoss(reduction="sum", accum_dtype=torch.float32)
         return lambda: loss(weight, hidden * scale, targets).backward()
     if method == "chunked":
         return lambda: (ChunkedTokenLogprobs.apply(hidden * scale, weight, targets, 256)[0] * grad_out).sum().backward()
