@@ -139,7 +139,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 import rsoup_lib.kernels.fused_logprobs as K
 
-blocks = {"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_H": 64, "PRECISION": "tf32"}  # what _blocks picks on CUDA
+blocks = {"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_H": 32, "PRECISION": "tf32"}  # what _blocks picks on CUDA
 sizes = {"n_rows": "i32", "n_vocab": "i32", "hidden_size": "i32", "stride_h": "i32", "stride_w": "i32"}
 ins = {"h_ptr": "*bf16", "w_ptr": "*bf16", "t_ptr": "*i64"}
 kernels = {
