@@ -28,7 +28,8 @@ no other program touches, so there are no atomics and the result is bitwise repr
 kernel with atomic adds, as in Cut Cross-Entropy, does two fewer tile matmuls but sums in a
 run-dependent order; the library promises same seed, same numbers). Cost: 5 [N, V, H] matmuls
 per forward+backward (1 forward, 2 recomputes, 2 gradients) against 3 for the naive path, for
-O(N + V) extra memory instead of O(N V).
+O(N + V) extra memory instead of O(N V). Offsets are computed in int64 (a 256k x 8k projection
+has more than 2^31 elements).
 
 Why our own kernel and not Liger-Kernel's fused linear cross-entropy: Liger returns the mean
 cross-entropy (a scalar loss), while RLOO and the KL penalty need every token's log-prob (and
@@ -88,9 +89,9 @@ if triton is not None:
         for k0 in range(0, hidden_size, BLOCK_H):
             ks = k0 + tl.arange(0, BLOCK_H)
             k_ok = ks < hidden_size
-            h = tl.load(h_ptr + rows[:, None] * stride_h + ks[None, :],
+            h = tl.load(h_ptr + rows[:, None].to(tl.int64) * stride_h + ks[None, :],
                         mask=(rows[:, None] < n_rows) & k_ok[None, :], other=0.0)  # fmt: skip
-            w = tl.load(w_ptr + cols[:, None] * stride_w + ks[None, :],
+            w = tl.load(w_ptr + cols[:, None].to(tl.int64) * stride_w + ks[None, :],
                         mask=(cols[:, None] < n_vocab) & k_ok[None, :], other=0.0)  # fmt: skip
             acc = _dot(h, tl.trans(w), acc, PRECISION)
         return acc * scale
@@ -152,9 +153,9 @@ if triton is not None:
             for k0 in range(0, hidden_size, BLOCK_H):
                 ks = k0 + tl.arange(0, BLOCK_H)
                 k_ok = ks < hidden_size
-                w = tl.load(w_ptr + cols[:, None] * stride_w + ks[None, :],
+                w = tl.load(w_ptr + cols[:, None].to(tl.int64) * stride_w + ks[None, :],
                             mask=(cols < n_vocab)[:, None] & k_ok[None, :], other=0.0)  # fmt: skip
-                out = dh_ptr + rows[:, None] * stride_dh + ks[None, :]
+                out = dh_ptr + rows[:, None].to(tl.int64) * stride_dh + ks[None, :]
                 out_ok = row_ok[:, None] & k_ok[None, :]
                 acc = _dot(gz, w, tl.load(out, mask=out_ok, other=0.0), PRECISION)
                 tl.store(out, acc, mask=out_ok)
@@ -177,9 +178,9 @@ if triton is not None:
             for k0 in range(0, hidden_size, BLOCK_H):
                 ks = k0 + tl.arange(0, BLOCK_H)
                 k_ok = ks < hidden_size
-                h = tl.load(h_ptr + rows[:, None] * stride_h + ks[None, :],
+                h = tl.load(h_ptr + rows[:, None].to(tl.int64) * stride_h + ks[None, :],
                             mask=row_ok[:, None] & k_ok[None, :], other=0.0)  # fmt: skip
-                out = dw_ptr + cols[:, None] * stride_dw + ks[None, :]
+                out = dw_ptr + cols[:, None].to(tl.int64) * stride_dw + ks[None, :]
                 out_ok = col_ok[:, None] & k_ok[None, :]
                 acc = _dot(gz_t, h, tl.load(out, mask=out_ok, other=0.0), PRECISION)
                 tl.store(out, acc, mask=out_ok)
