@@ -267,7 +267,8 @@ TRAIN_SCRIPT = textwrap.dedent(
     prompts = ["Write a review of a horror movie.", "Write a short, positive review of a comedy film.",
                "Review a drama you saw recently.", "Give me a negative review of a western."]
     reward = lambda p, c: [x.count("e") / max(len(x), 1) for x in c]
-    out = train(cfg, sys.argv[1], prompts=prompts, reward_fn=reward, progress=False)
+    stop = int(sys.argv[3]) if len(sys.argv) > 3 else None  # return after that step, as if killed
+    out = train(cfg, sys.argv[1], prompts=prompts, reward_fn=reward, progress=False, stop_at_step=stop)
     import rsoup_lib.rl as rl
     state = PartialState()
     # one string per process: the two share the pipe, and print(a, b, ...) writes piecewise
@@ -276,13 +277,13 @@ TRAIN_SCRIPT = textwrap.dedent(
 )
 
 
-def _run_script(tmp_path, out, cfg, launcher):
+def _run_script(tmp_path, out, cfg, launcher, *extra):
     script = tmp_path / "train_script.py"
     script.write_text(TRAIN_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     import dataclasses
 
-    cmd = launcher + [str(script), str(out), json.dumps(dataclasses.asdict(cfg))]
+    cmd = launcher + [str(script), str(out), json.dumps(dataclasses.asdict(cfg)), *map(str, extra)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -303,6 +304,24 @@ def test_two_process_accelerate_run(tmp_path):
     init = tiny_random(seed=0)[0].state_dict()
     w = final_weights(tmp_path / "run")
     assert any(not torch.equal(w[n], init[n]) for n in w)
+
+
+@pytest.mark.slow
+def test_two_process_resume_gives_the_same_weights(tmp_path):
+    """Under DDP too, a run stopped after a checkpoint and resumed (same number of processes)
+    ends with the weights and metrics of an uninterrupted one (EMA anchor, LoRA)."""
+    cfg = tiny(steps=4, batch_prompts=4, lr=1e-2, checkpoint_every=2, anchor="ema", ema_rate=0.5, lora=True, lora_rank=4)
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    for out, extra in (("full", ()), ("part", (3,)), ("part", ())):  # stopped after step 3 (checkpoint at 2), resumed
+        proc = _run_script(tmp_path, tmp_path / out, cfg, accelerate, *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    wf, wp = final_weights(tmp_path / "full"), final_weights(tmp_path / "part")
+    for name in wf:
+        torch.testing.assert_close(wp[name], wf[name], rtol=0, atol=0)
+    untimed = lambda run: [{k: v for k, v in r.items() if "seconds" not in k and k != "samples_per_s"}  # noqa: E731
+                           for r in read_metrics(run)]
+    assert untimed(tmp_path / "part") == untimed(tmp_path / "full")
 
 
 # Each prompt's k completions are drawn from a seed of (prompt, step), one prompt at a time, so
