@@ -109,6 +109,28 @@ def measure(method: str, hidden_size: int, vocab: int, tokens: int, device: str,
     return {"method": method, "ms": 1000 * statistics.median(times), "peak_mib": peak}
 
 
+def agreement(hidden_size: int, vocab: int, tokens: int) -> str:
+    """CUDA: the largest |log-prob difference| of the fused kernel and the chunked torch path
+    from the naive path in float32, at this shape (at most 2048 tokens), so a first GPU run shows
+    the compiled kernel agrees before its speed is read."""
+    import torch
+
+    from rsoup_lib.kernels import fused_token_logprobs
+    from rsoup_lib.logprobs import ChunkedTokenLogprobs
+
+    torch.manual_seed(1)
+    n = min(tokens, 2048)
+    hidden = torch.randn(n, hidden_size, device="cuda", dtype=torch.bfloat16)
+    weight = torch.empty(vocab, hidden_size, device="cuda", dtype=torch.bfloat16).normal_(std=hidden_size**-0.5)
+    targets = torch.randint(0, vocab, (n,), device="cuda")
+    with torch.no_grad():
+        exact = torch.log_softmax((hidden.float() / TEMPERATURE) @ weight.float().T, -1).gather(1, targets[:, None])[:, 0]
+        fused = fused_token_logprobs(hidden, weight, targets, 1 / TEMPERATURE)[0]
+        chunked = ChunkedTokenLogprobs.apply(hidden / TEMPERATURE, weight, targets, 256)[0]
+    return (f"max |logp - float32 naive| at {n} tokens: fused {(fused - exact).abs().max().item():.2e}, "
+            f"chunked bf16 {(chunked - exact).abs().max().item():.2e}")
+
+
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -133,6 +155,12 @@ def table(rows: list[dict]) -> str:
         ratio = f"{naive['peak_mib'] / r['peak_mib']:.1f}x less" if naive and r["peak_mib"] > 0 else "-"
         lines.append(f"{shape:>16} {r['tokens']:>7} {r['method']:>8} {r['ms']:>11.1f} {r['peak_mib']:>9.1f} {ratio:>13}")
     return "\n".join(lines)
+
+
+def triton_ok() -> bool:
+    from rsoup_lib.kernels import triton_available
+
+    return triton_available()
 
 
 def main(argv=None) -> None:
@@ -163,6 +191,8 @@ def main(argv=None) -> None:
         shapes = shapes[:1]
     rows = []
     for shape in shapes:
+        if cuda and triton_ok():
+            print(f"{shape[0]} x {shape[1]}: " + agreement(*shape, tokens), flush=True)
         for method in METHODS:
             if cuda:
                 r = measure(method, *shape, tokens, device, args.warmup, args.repeats)
