@@ -68,8 +68,9 @@ class Front:
         self.params = [params[k] for k in self.keys]
         with torch.no_grad():
             source = params if init is None else init
-            self.init = [source[k].detach().to(torch.float32, copy=True) for k in self.keys]
-            self.deltas = [[d[k].detach().to(torch.float32, copy=True) for k in self.keys] for d in deltas]
+            # on the live model's device: task vectors read from files are CPU tensors, the model may be on a GPU
+            self.init = [source[k].detach().to(params[k].device, torch.float32, copy=True) for k in self.keys]
+            self.deltas = [[d[k].detach().to(params[k].device, torch.float32, copy=True) for k in self.keys] for d in deltas]
         # Parameters not in float32 (a bfloat16 model) are written from a float32 scratch copy.
         self._direct = all(p.dtype == torch.float32 for p in self.params)
         self._scratch = None if self._direct else [t.clone() for t in self.init]

@@ -19,8 +19,9 @@ so peak memory is O(chunk x V) instead of O(B x T x V), at the cost of one extra
 in the backward pass. The entropy of pi(. | x, y_<t) comes out of the same chunks for free
 (``H = lse - sum_v p_v logit_v``) and is returned without gradient (a metric).
 
-Only the torch path exists (CPU and GPU); a fused Triton kernel would slot in behind
-``token_logprobs``.
+On CUDA with Triton installed, ``token_logprobs`` hands the same computation to the fused
+Triton kernel of ``rsoup_lib.kernels`` (no [chunk, V] logits at all, tiles in registers);
+``RSOUP_FUSED_LOGPROBS=0`` in the environment keeps the torch path there too.
 """
 
 from __future__ import annotations
@@ -84,11 +85,24 @@ def token_logprobs(
     projection, ``targets`` [...] token ids. Returns two float32 tensors shaped like ``targets``;
     only the first carries gradient.
     """
+    if _fused_kernel_enabled(hidden):
+        from rsoup_lib.kernels import fused_token_logprobs
+
+        return fused_token_logprobs(hidden, weight, targets)
     shape = targets.shape
     logp, entropy = ChunkedTokenLogprobs.apply(
         hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), chunk_size
     )
     return logp.view(shape), entropy.view(shape)
+
+
+def _fused_kernel_enabled(hidden: torch.Tensor) -> bool:
+    """CUDA tensor, Triton installed, switch not off (``rsoup_lib.kernels.kernel_enabled``)."""
+    if not hidden.is_cuda:
+        return False  # CPU: never import Triton
+    from rsoup_lib.kernels import kernel_enabled
+
+    return kernel_enabled(hidden)
 
 
 def naive_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor):

@@ -15,7 +15,7 @@ Each step of ``_train`` does, in this order:
        A_j = r_beta_j - 1/(k-1) * sum_{i != j} r_beta_i;
 5. **loss**: REINFORCE on the sequence log-prob (or its token mean, ``loss_aggregation``),
        loss = - mean_j  A_j * sum_t log pi_theta(y_jt | x, y_j<t);
-6. **step** the optimiser (gradients summed over processes);
+6. **step** the optimiser (gradients summed over processes, ``rsoup_lib.scale_out``);
 7. move the **EMA** anchor (WARP) when ``anchor = "ema"``:
        theta_ema <- (1 - mu) theta_ema + mu theta,
    kept in float32 whatever the model's dtype (in bfloat16, mu = 0.01 updates would round away).
@@ -32,10 +32,12 @@ the anchor is not the reference, one more for the logged KL. Log-probs never mat
 [batch, length, vocab] log-softmax (``rsoup_lib.logprobs``).
 
 The run folder (config, metrics, checkpoints, snapshots, final policy) is ``rsoup_lib.runs``.
-Multi-process: under ``accelerate launch --multi_gpu --num_processes P`` (on a CPU-only machine
-torchrun starts the processes and the trainer runs gloo on CPU) each process takes
-``batch_prompts / P`` prompts of the step's batch and the gradients are summed across processes
-before the optimiser step, so the update is the one of a single process computing the whole batch.
+Multi-process: the policy and the optimiser go through ``accelerator.prepare``
+(``rsoup_lib.scale_out``): under ``accelerate launch --multi_gpu --num_processes P`` DDP (on a
+CPU-only machine torchrun starts the processes and the trainer runs gloo on CPU); FSDP and
+DeepSpeed are refused with a message saying why (``scale_out``). Each process takes
+``batch_prompts / P`` prompts of the step's batch and the engine combines the gradients, so the
+update is the one of a single process computing the whole batch.
 Resume: the data order is a pure function of (seed, step) and the checkpoints restore the RNG
 states, so a resumed run ends with the same weights as an uninterrupted one.
 """
@@ -343,8 +345,9 @@ class _Run:
     model: Any
     tokenizer: Any
     trainable: dict
-    optimizer: Any
+    optimizer: Any  # prepared by accelerate
     anchor: Anchor
+    policy_logprobs: Any  # scale_out.PolicyLogprobs of ``model``, prepared (DDP-wrapped when distributed)
     records: list[dict]
     reward: Callable
     start_step: int
@@ -368,10 +371,12 @@ def _set_up(config: RLConfig, out_dir: Path, prompts, reward_fn) -> _Run:
     import torch
     from accelerate import Accelerator
 
+    from rsoup_lib import scale_out
     from rsoup_lib.models import resolve_device
     from rsoup_lib.rewards import Reward, get_reward
 
     accelerator = Accelerator(cpu=resolve_device(config.device) == "cpu")
+    scale_out.check_supported(config, accelerator)
     world = accelerator.num_processes
     if config.batch_prompts % (world * config.grad_accum):
         raise UserError(
@@ -394,7 +399,9 @@ def _set_up(config: RLConfig, out_dir: Path, prompts, reward_fn) -> _Run:
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(list(trainable.values()), lr=config.lr, weight_decay=config.weight_decay)
     anchor = Anchor(config, model, trainable, accelerator.device)
-    run = _Run(config, out_dir, accelerator, model, tokenizer, trainable, optimizer, anchor, records, reward, 0, None)
+    policy_logprobs, optimizer = scale_out.prepare(accelerator, model, optimizer)
+    run = _Run(config, out_dir, accelerator, model, tokenizer, trainable, optimizer, anchor, policy_logprobs, records,
+               reward, 0, None)  # fmt: skip
 
     if run.main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -466,6 +473,7 @@ def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step:
     import torch
     from tqdm.auto import tqdm
 
+    from rsoup_lib import scale_out
     from rsoup_lib.sampling import sample_completions
 
     config, model, k = run.config, run.model, run.config.k
@@ -491,12 +499,14 @@ def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step:
         for m in range(config.grad_accum):
             rows = slice(m * micro * k, (m + 1) * micro * k)
             anchor_logp, reference_logp = run.anchor.logprobs(model, sampled, rows)
-            logp, entropy = scaled_logprobs(model, sampled, rows, config)
-            mask = sampled.mask[rows]
-            loss, micro_sums = rloo_loss(logp, mask, anchor_logp, reference_logp, scores[rows], betas[rows],
-                                         k, config.loss_aggregation, n_global,
-                                         None if weights is None else weights[rows])  # fmt: skip
-            loss.backward()
+            with scale_out.no_sync(run.accelerator, run.policy_logprobs, m == config.grad_accum - 1):
+                logp, entropy = run.policy_logprobs(sampled.sequences[rows], sampled.attention_mask[rows],
+                                                    sampled.prompt_len, config.logprob_chunk, 1.0 / config.temperature, k)  # fmt: skip
+                mask = sampled.mask[rows]
+                loss, micro_sums = rloo_loss(logp, mask, anchor_logp, reference_logp, scores[rows], betas[rows],
+                                             k, config.loss_aggregation, n_global,
+                                             None if weights is None else weights[rows])  # fmt: skip
+                scale_out.backward(run.accelerator, loss)
             micro_sums.update(entropy=(entropy.detach() * mask).sum(), completion_tokens=mask.sum())
             sums = {name: sums.get(name, 0.0) + value for name, value in micro_sums.items()}
         # 6. optimiser step; 7. EMA anchor
@@ -518,14 +528,12 @@ def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step:
 
 
 def _optimiser_step(run: _Run) -> float:
-    """Sum the gradients over processes (what DDP does), clip, step; returns the gradient norm."""
-    import torch
+    """Clip, step; returns the gradient norm. The engine already combined the gradients of the
+    processes during the backward pass (``scale_out``)."""
+    from rsoup_lib import scale_out
 
-    params = list(run.trainable.values())
-    if run.world > 1:
-        _all_reduce_grads(params)
     max_norm = run.config.max_grad_norm if run.config.max_grad_norm > 0 else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    grad_norm = scale_out.clip_gradients(list(run.trainable.values()), max_norm)
     if not math.isfinite(float(grad_norm)):  # a step would write NaN into every weight
         raise UserError(
             f"the gradient norm is {float(grad_norm)}: training diverged (lr={run.config.lr}); "
@@ -534,21 +542,6 @@ def _optimiser_step(run: _Run) -> float:
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     return float(grad_norm)
-
-
-def _all_reduce_grads(params: list[torch.Tensor]) -> None:
-    """Sum gradients over processes as one flat buffer."""
-    import torch
-    import torch.distributed as dist
-
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
 
 
 def _log_row(run: _Run, step, sums, scores, instructions, texts, grad_norm, t0, t_gen, n_global) -> dict:

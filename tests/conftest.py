@@ -8,6 +8,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def _no_cuda() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+# Without a GPU, Triton kernels run through its interpreter (tests/test_kernels.py). Triton reads
+# the flag when it is first imported, by whichever test module or library imports it first, so
+# it is set here, before any test module is collected.
+if _no_cuda():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own run cache unless it sets RSOUP_CACHE_DIR itself."""
