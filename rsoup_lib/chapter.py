@@ -448,3 +448,48 @@ def compare_with_paper(v, predicts: str, consistent: Sequence[str], readings: Ma
     agrees = "agrees with" if v.outcome in consistent else "does not agree with"
     return f"The paper predicts {predicts}. Here {readings[v.outcome]}, so this build {agrees} it."
 
+
+
+# --- chapter 5 (group-invariant RLHF)
+
+
+def group_table(results: Mapping[str, Any], labels: Sequence[str], reward: str, holdout: str,
+                train_groups: Sequence[str]):  # fmt: skip
+    """One row per policy: its mean reward ± se on each hidden group's prompts (the held-out
+    group marked), its worst training group, and its KL to SFT."""
+    from rsoup_lib.evaluate import by_label
+    from rsoup_lib.group_robust import worst_group
+
+    rows = []
+    for name, res in results.items():
+        per = by_label(res, labels)[reward]
+        row = {"policy": name}
+        for g, r in per.items():
+            row[g + (" (held out)" if g == holdout else "")] = f"{r['mean']:+.3f} ± {r['stderr']:.3f}"
+        row["worst training group"] = f"{worst_group(res.scores(reward), labels, train_groups):+.3f}"
+        row["KL to SFT"] = f"{res.kl_to_sft:.2f}" if res.kl_to_sft is not None else "—"
+        rows.append(row)
+    return table(rows, index="policy")
+
+
+def shortcut_sentence(changes: Mapping[str, Any], before: str) -> str:
+    """What plain RL did to each group (``changes``: group -> paired Estimate against SFT),
+    worded from the estimates: which groups gained and lost by more than two standard errors."""
+    up = [g for g, e in changes.items() if e.value > 2 * e.se]
+    down = [g for g, e in changes.items() if e.value < -2 * e.se]
+    text = "Plain RLOO changed the groups' rewards by " + ", ".join(f"{g} {e.value:+.3f}" for g, e in changes.items()) + ". "
+    if up and down:
+        text += (f"It gained on {', '.join(up)} and lost on {', '.join(down)} by more than two standard errors: "
+                 "the shortcut the paper describes is visible before any fix.")  # fmt: skip
+    elif down:
+        text += f"It lost on {', '.join(down)} and gained nowhere by more than two standard errors."
+    elif up:
+        text += (f"It gained on {', '.join(up)} and lost nowhere by more than two standard errors: no group was "
+                 "clearly sacrificed, so the shortcut is at most a difference in how much each group gained.")
+    else:
+        rising = [g for g, e in changes.items() if e.value > 0]
+        falling = [g for g, e in changes.items() if e.value < 0]
+        text += ("No group moved by more than two standard errors at this budget, so the shortcut is not demonstrated "
+                 "here; the point estimates " + (f"rise on {', '.join(rising)}" if rising else "rise nowhere")
+                 + (f" and fall on {', '.join(falling)}." if falling else " and fall nowhere."))  # fmt: skip
+    return text + f" At the start the hardest training group was `{before}`."

@@ -202,3 +202,32 @@ def _sample_with_kl(model, tokenizer, sft_pair, instr, seed, max_new_tokens, tem
                 ref, _ = completion_logprobs(sft_pair[0], *args, hidden_scale=1 / temperature)
                 kls += ((logp - ref) * sampled.mask).sum(-1).tolist()
     return texts, kls
+
+
+# ----------------------------------------------------------------------------- per-group results
+def labels_of(records: Sequence[dict], n: int, field: str) -> list[str]:
+    """The ``field`` of the prompt behind each of ``n`` evaluated completions (``evaluate``
+    cycles through its prompts), e.g. ``group`` (the requested tone). ``UserError`` naming the
+    fields there are when a record lacks it."""
+    from rsoup_lib.errors import UserError
+
+    if not records or any(not isinstance(r, dict) or field not in r for r in records):
+        have = sorted(set().union(*(r.keys() for r in records if isinstance(r, dict)))) if records else []
+        raise UserError(f"--by {field}: the prompts have no field {field!r}; their fields are: {', '.join(have) or 'none'}")
+    return [str(records[i % len(records)][field]) for i in range(n)]
+
+
+def by_label(result: EvalResult, labels: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per label: every reward's (and the KL's, as ``kl_to_sft``) mean, standard error and number
+    of prompts: ``{name: {label: {"mean", "stderr", "n"}}}``."""
+    columns = {name: result.per_prompt[name] for name in result.per_prompt}
+    if result.kl_per_prompt:
+        columns["kl_to_sft"] = result.kl_per_prompt
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, values in columns.items():
+        out[name] = {}
+        for label in sorted(set(labels)):
+            vs = [v for v, x in zip(values, labels) if x == label]
+            mean, se = mean_stderr(vs)
+            out[name][label] = {"mean": mean, "stderr": se, "n": len(vs)}
+    return out

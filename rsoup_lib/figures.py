@@ -250,3 +250,21 @@ def ternary(title: str, weights: Sequence[Sequence[float]], results: Sequence[An
     _style(fig, title, panel_height * n + 100)
     fig.update_layout(margin=dict(l=60, r=60, t=110, b=50))
     return fig
+
+
+# --- chapter 5 (group-invariant RLHF)
+
+
+def log_panels(title: str, panels: dict[str, dict[str, tuple[Sequence, Sequence]]], window: int = 10,
+               x: str = "step") -> go.Figure:  # fmt: skip
+    """One panel per key of ``panels``, each a ``{series: (steps, values)}`` of per-step logs,
+    smoothed over ``window`` steps; a series keeps its colour (and one legend entry) across panels."""
+    names = list(dict.fromkeys(name for series in panels.values() for name in series))
+    fig, shown = grid(title, list(panels)), set()
+    for j, series in enumerate(panels.values()):
+        for name, (xs, ys) in series.items():
+            line(fig, *smoothed(xs, ys, window), name, color=color(names.index(name)), mode="lines",
+                 showlegend=name not in shown, row=1, col=j + 1)  # fmt: skip
+            shown.add(name)
+    fig.update_xaxes(title_text=x)
+    return fig

@@ -182,6 +182,10 @@ class Batch:
 # A hook returning the KL coefficient of every sample, shape [n]: the group-robust chapter's
 # adaptive KL (beta_i = beta * (c0 + c1 * p(g_high | x_i, y_i))).
 KLCoefFn = Callable[[Batch], "torch.Tensor"]
+# A hook returning a weight w_i for every sample, shape [n], that multiplies the sample's reward
+# advantage (the KL part is left as it is): A_i = w_i * RLOO(r)_i - RLOO(beta KL)_i. The
+# group-robust chapter's variance penalty enters REINFORCE this way (rsoup_lib.group_robust).
+AdvantageWeightFn = Callable[[Batch], "torch.Tensor"]
 
 
 # ----------------------------------------------------------------------------- the equations
@@ -191,8 +195,12 @@ def rloo_advantages(shaped: torch.Tensor) -> torch.Tensor:
     return shaped - (shaped.sum(-1, keepdim=True) - shaped) / (k - 1)
 
 
-def rloo_loss(logp, mask, anchor_logp, reference_logp, scores, betas, k: int, aggregation: str, n_global: int):
+def rloo_loss(logp, mask, anchor_logp, reference_logp, scores, betas, k: int, aggregation: str, n_global: int,
+              weights=None):
     """Steps 3-5 of the module docstring for one micro-batch of [n, C] token log-probs.
+
+    ``weights`` (optional, [n]) scale each sample's reward advantage and leave its KL advantage:
+    A_j = w_j * RLOO(r)_j - RLOO(beta KL)_j, which is step 4 when every w_j = 1 (RLOO is linear).
 
     Returns ``(loss, sums)``: the loss to backpropagate (its share of the global batch mean) and
     the sums this micro-batch adds to the step's metrics.
@@ -201,7 +209,11 @@ def rloo_loss(logp, mask, anchor_logp, reference_logp, scores, betas, k: int, ag
     kl_anchor = ((logp.detach() - anchor_logp) * mask).sum(-1)  # sum_t log pi - log pi_anchor
     kl_reference = ((logp.detach() - reference_logp) * mask).sum(-1)
     shaped = scores - betas * kl_anchor  # r_beta = r - beta * KL
-    advantages = rloo_advantages(shaped.view(-1, k)).view(-1)
+    if weights is None:
+        advantages = rloo_advantages(shaped.view(-1, k)).view(-1)
+    else:
+        kl_part = rloo_advantages((betas * kl_anchor).view(-1, k)).view(-1)
+        advantages = weights * rloo_advantages(scores.view(-1, k)).view(-1) - kl_part
     if aggregation == "token_mean":
         seq_logp = seq_logp / mask.sum(-1).clamp(min=1)
     loss = -(advantages * seq_logp).sum() / n_global  # summed over micro-batches and processes
@@ -413,6 +425,7 @@ def train(
     prompts: Sequence[str | dict] | None = None,
     reward_fn: Callable[[list[str], list[str]], list[float]] | None = None,
     kl_coef_fn: KLCoefFn | None = None,
+    advantage_weight_fn: AdvantageWeightFn | None = None,
     progress: bool = True,
     stop_at_step: int | None = None,
     num_threads: int | None = None,
@@ -421,7 +434,8 @@ def train(
 
     ``prompts``: instructions (or prompt records) to train on; default ``load_prompts(config.
     prompt_split)``. ``reward_fn(prompts, completions)`` replaces ``config.reward`` as the
-    training reward (e.g. a learned reward model); ``kl_coef_fn`` sets per-sample betas.
+    training reward (e.g. a learned reward model); ``kl_coef_fn`` sets per-sample betas;
+    ``advantage_weight_fn`` per-sample weights on the reward advantages (``rloo_loss``).
     ``stop_at_step``: return right after that step, as if the process had been killed there
     (no checkpoint beyond the regular ones, no final policy): how the tests simulate a kill.
     ``num_threads``: torch CPU threads while training (``profiles.using_threads``); None keeps
@@ -443,7 +457,7 @@ def train(
     try:
         with using_threads(num_threads), torch.random.fork_rng(devices=devices):
             run = _set_up(config, out_dir, prompts, reward_fn)
-            _train(run, kl_coef_fn, progress, stop_at_step)
+            _train(run, kl_coef_fn, progress, stop_at_step, advantage_weight_fn)
     except UserError:
         # A run that fails on its first steps (a reward returning NaN) leaves no folder behind;
         # one with a checkpoint keeps it, to resume from once the cause is fixed.
@@ -453,7 +467,8 @@ def train(
     return out_dir
 
 
-def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step: int | None) -> None:
+def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step: int | None,
+           advantage_weight_fn: AdvantageWeightFn | None = None) -> None:
     """The loop: steps 1-7 of the module docstring, then logging, checkpoints and the policy."""
     import torch
     from tqdm.auto import tqdm
@@ -478,6 +493,7 @@ def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step:
         scores = torch.tensor(run.reward(instructions, sampled.texts), dtype=torch.float32, device=run.accelerator.device)
         batch = Batch(step, rows_records, sampled.texts, scores, sampled.mask.sum(-1))
         betas = kl_coef_fn(batch).to(scores.device, torch.float32) if kl_coef_fn else torch.full_like(scores, config.beta)
+        weights = advantage_weight_fn(batch).to(scores.device, torch.float32) if advantage_weight_fn else None
         # 3-5. per micro-batch: anchor log-probs, policy log-probs, shaped reward, RLOO loss, backward
         sums = {}
         for m in range(config.grad_accum):
@@ -488,7 +504,8 @@ def _train(run: _Run, kl_coef_fn: KLCoefFn | None, progress: bool, stop_at_step:
                                                     sampled.prompt_len, config.logprob_chunk, 1.0 / config.temperature, k)  # fmt: skip
                 mask = sampled.mask[rows]
                 loss, micro_sums = rloo_loss(logp, mask, anchor_logp, reference_logp, scores[rows], betas[rows],
-                                             k, config.loss_aggregation, n_global)  # fmt: skip
+                                             k, config.loss_aggregation, n_global,
+                                             None if weights is None else weights[rows])  # fmt: skip
                 scale_out.backward(run.accelerator, loss)
             micro_sums.update(entropy=(entropy.detach() * mask).sum(), completion_tokens=mask.sum())
             sums = {name: sums.get(name, 0.0) + value for name, value in micro_sums.items()}

@@ -281,6 +281,15 @@ CASES = [
     Case("train-out-is-a-file", T.replace("{tmp}/run", "{tmp}/f"), "is not a folder", _file("f")),
     Case("train-out-holds-other-files", T.replace("{tmp}/run", "{tmp}/o"), "is not a run folder",
          _file("o/notes.txt")),
+    # --- train, group-invariant RLOO (book chapter 5)
+    Case("train-group-unknown-method", T + " --group-method nope", "method 'nope' is not one of"),
+    Case("train-group-negative-alpha", T + " --group-method group --group-alpha -1", "alpha=-1.0 must be >= 0"),
+    Case("train-group-flag-without-method", T + " --group-alpha 2", "--group-alpha needs --group-method"),
+    Case("train-group-unknown-holdout", T + " --group-method group --group-holdout nope", "holdout 'nope' is not a value"),
+    Case("train-group-unknown-field", T + " --group-method group --group-group-field nope", "have no field 'nope'"),
+    Case("train-group-zero-kl", T + " --group-method group --group-c0 0 --group-c1 0", "c0 + c1 = 0.0 must be > 0"),
+    Case("train-group-zero-classifier-steps", T + " --group-method group --group-classifier-steps 0",
+         "classifier_steps=0 must be >= 1"),
     # --- eval
     Case("eval-missing-policy", E.replace("tiny-random", "{tmp}/missing"), "does not exist"),
     Case("eval-unknown-reward", E + " --rewards nope", "unknown reward 'nope'"),
@@ -292,6 +301,7 @@ CASES = [
     Case("eval-unknown-split", E + " --split nope", "unknown prompt split 'nope'"),
     Case("eval-missing-sft", E + " --sft {tmp}/missing", "does not exist"),
     Case("eval-zero-new-tokens", E + " --max-new-tokens 0", "--max-new-tokens must be at least 1"),
+    Case("eval-by-unknown-field", E + " --by nope", "the prompts have no field 'nope'"),
     Case("eval-negative-samples", E + " --samples -1", "--samples must be at least 0"),
     Case("eval-truncated-policy", E.replace("tiny-random", "{trunc}"), "is truncated"),
     Case("eval-unfinished-run", E.replace("tiny-random", "{tmp}/r"), "unfinished rsoup train run",
