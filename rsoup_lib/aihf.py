@@ -539,3 +539,27 @@ def write_results(out: Path, rows: list[dict]) -> Path:
 
 def load_json(path: Path):
     return json.loads(Path(path).read_text())
+
+
+# ----------------------------------------------------------------------------- book chapter 4
+def book_config(P, **chapter) -> AIHFConfig:
+    """The chapter's base config from a profile (``rsoup_lib.profiles``): the policy, device,
+    seed, learning rate and RL batch of the profile; the smoke profile shrinks every data size
+    and step count so that the chapter runs in seconds on a random model."""
+    base = AIHFConfig(policy=P.policy, lr=P.lr, batch_prompts=P.batch_prompts, k=P.k, max_new_tokens=P.max_new_tokens,
+                      seed=P.seed, device=P.device, dtype=P.dtype)  # fmt: skip
+    if P.name == "smoke":
+        base = with_changes(base, n_demos=4, n_pairs=4, pool_demos=16, pool_pairs=16, heldout_pairs=8, steps=2,
+                            iterations=2, batch_size=2, rm_steps=2, rm_batch_size=2)  # fmt: skip
+    return with_changes(base, **chapter)
+
+
+def win_rate(a, b):
+    """Share of prompts where policy a's u* beats b's (ties count 1/2), as an ``Estimate`` (its
+    se from the per-prompt indicators)."""
+    import numpy as np
+
+    from rsoup_lib.stats import mean
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return mean(np.where(a > b, 1.0, np.where(a < b, 0.0, 0.5)))
