@@ -12,10 +12,11 @@ the data below and scores the policies on held-out prompts. It was chosen so tha
 has headroom: on the shipped ``tiny`` policy u* is about 0.5, while the best of the teacher's ten
 reviews of a prompt scores about 1.25.
 
-**Demonstrations D** = {(x, y_E)}: for ``n_demos`` train prompts, the teacher review
+**Demonstrations D** = {(x, y_E)}: for ``n_demos`` train prompts (drawn at random), the teacher review
 (``data/teacher/train.jsonl``) with the highest u* among that prompt's reviews: an expert for u*.
 
-**Preferences P** = {(x, y_w, y_l)}: for ``n_pairs`` other train prompts, two completions
+**Preferences P** = {(x, y_w, y_l)}: for ``n_pairs`` train prompts (a second random draw, so
+some prompts have both a demonstration and a pair), two completions
 (y_a, y_b) of the SFT policy, labelled by a Bradley-Terry draw on u* at temperature T,
 
     Pr(y_a preferred to y_b) = sigmoid((u*(x, y_a) - u*(x, y_b)) / T),
@@ -82,9 +83,9 @@ class PreferenceConfig:
         for name in ("n_demos", "n_pairs", "heldout_pairs", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"preference config: {name}={getattr(self, name)} must be >= 1")
-        if self.n_demos + self.n_pairs > 576:
-            raise UserError(f"preference config: n_demos + n_pairs = {self.n_demos + self.n_pairs} exceeds the "
-                            "576 train prompts (demonstrations and pairs use different prompts)")  # fmt: skip
+        for name in ("n_demos", "n_pairs"):
+            if getattr(self, name) > 576:
+                raise UserError(f"preference config: {name}={getattr(self, name)} exceeds the 576 train prompts")
         check_device(self.device)
         check_dtype(self.dtype)
 
@@ -168,9 +169,9 @@ def build(config: PreferenceConfig, out_dir: Path) -> Path:
     rng = np.random.default_rng(config.seed)
     train = load_prompts("train")
     order = rng.permutation(len(train)).tolist()
-    demo_prompts = [train[i] for i in order[: config.n_demos * 2]]  # spare prompts: some lack a review
-    pair_prompts = [train[i]["prompt"] for i in order[len(order) - config.n_pairs :]]
-    demos = _teacher_best(demo_prompts)[: config.n_demos]
+    demo_prompts = [train[i] for i in order]  # in this order, the first n_demos with a teacher review
+    pair_prompts = [train[i]["prompt"] for i in rng.permutation(len(train))[: config.n_pairs].tolist()]
+    demos = _teacher_best(demo_prompts[: config.n_demos + 32])[: config.n_demos]  # spares: some lack a review
     model, tokenizer = load_policy(config.policy, device=config.device, dtype=config.dtype, seed=config.seed)
     model.eval()
     pairs = _sample_pairs(model, tokenizer, pair_prompts, config.max_new_tokens, config.seed)
