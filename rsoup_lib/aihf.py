@@ -46,7 +46,9 @@ TRL's trainers: SFT on D (``SFTTrainer``), DPO on P (``DPOTrainer``), SFT then D
 
 Equal data and compute: every method makes ``steps`` policy updates (an update of the DPO-type
 methods is a batch of ``batch_size`` pairs, one of the RL methods an RLOO step of
-``batch_prompts x k`` samples); SFT then DPO splits them in half. Every run is cached
+``batch_prompts x k`` samples); SFT then DPO splits them in half. An update of the joint losses
+shares its ``batch_size`` pairs (and a reward-model update its ``rm_batch_size``) between P and
+the demonstration pairs, so that it costs what an update of the baseline costs. Every run is cached
 (``rsoup_lib.cache``, kind ``aihf``).
 """
 
@@ -80,18 +82,18 @@ class AIHFConfig:
     lam_d: float = 1.0  # lambda_D
     lam_p: float = 1.0  # lambda_P
     iterations: int = 3  # T: resamplings of y_pi (DPO form) / reward fits (explicit)
-    steps: int = 48  # policy updates
-    batch_size: int = 16  # pairs (or demonstrations) per update of the DPO-type methods
+    steps: int = 24  # policy updates
+    batch_size: int = 8  # pairs (or demonstrations) per update of the DPO-type methods (split between P and D)
     lr: float = 1e-4
     beta: float = 0.1  # KL coefficient (DPO's beta; RL's KL penalty)
     batch_prompts: int = 8  # RL methods: prompts per RLOO step
     k: int = 4  # RL methods: completions per prompt
     max_new_tokens: int = 32
-    rm_steps: int = 64  # reward-model updates per fit
-    rm_batch_size: int = 16
+    rm_steps: int = 32  # reward-model updates per fit
+    rm_batch_size: int = 8  # pairs per reward-model update (split between P and D)
     rm_lr: float = 1e-4
     pool_demos: int = 256  # the cached data pool (rsoup_lib.preferences)
-    pool_pairs: int = 512
+    pool_pairs: int = 256
     heldout_pairs: int = 128
     seed: int = 0
     device: str = "cpu"
@@ -249,6 +251,12 @@ def _iteration_seed(config: AIHFConfig, t: int) -> int:
     return config.seed * 1000 + 17 + t
 
 
+def split_batch(batch_size: int, *active: bool) -> int:
+    """Pairs per set in one update: the batch is shared by the sets in use (equal compute per
+    update whatever the weights), at least one pair each."""
+    return max(1, batch_size // max(1, sum(active)))
+
+
 def _batch_rows(n: int, batch_size: int, step: int, seed: int) -> list[int]:
     """The rows of step ``step``: a stream of seeded permutations of range(n)."""
     from rsoup_lib.rl import batch_indices
@@ -272,6 +280,7 @@ def train_dpo_form(config: AIHFConfig, data: PreferenceData, out_dir: Path, prog
     prefs = data.pairs(config.n_pairs, config.label_temperature) if config.lam_p else []
     demos = data.demonstrations(config.n_demos) if config.lam_d else []
     per_iteration = [len(range(t, config.steps, config.iterations)) for t in range(config.iterations)]
+    size = split_batch(config.batch_size, bool(prefs), bool(demos))
     step = 0
     bar = tqdm(total=config.steps, disable=not progress, desc="aihf-dpo")
     for t in range(config.iterations):
@@ -281,8 +290,8 @@ def train_dpo_form(config: AIHFConfig, data: PreferenceData, out_dir: Path, prog
                                     _iteration_seed(config, t))  # fmt: skip
             pairs_d = demo_pairs(demos, samples)
         for _ in range(per_iteration[t]):
-            pb = collate(tokenizer, [prefs[i] for i in _batch_rows(len(prefs), config.batch_size, step, config.seed)]) if prefs else None
-            db = collate(tokenizer, [pairs_d[i] for i in _batch_rows(len(pairs_d), config.batch_size, step, config.seed + 1)]) if pairs_d else None  # fmt: skip
+            pb = collate(tokenizer, [prefs[i] for i in _batch_rows(len(prefs), size, step, config.seed)]) if prefs else None
+            db = collate(tokenizer, [pairs_d[i] for i in _batch_rows(len(pairs_d), size, step, config.seed + 1)]) if pairs_d else None  # fmt: skip
             loss = aihf_dpo_loss(model, ref, pb, db, config.lam_p, config.lam_d, config.beta)
             loss.backward()
             opt.step()
@@ -374,6 +383,9 @@ def _quiet(trainer):
 
 def _trl_args(cls, config: AIHFConfig, tmp: str, steps: int, **extra):
     """A TRL config with the optimiser every method shares (AdamW, constant lr, no decay)."""
+    import datasets
+
+    datasets.disable_progress_bars()  # TRL's dataset preparation would print its own bars
     return cls(output_dir=tmp, max_steps=steps, per_device_train_batch_size=config.batch_size,
                learning_rate=config.lr, lr_scheduler_type="constant", weight_decay=0.0, warmup_steps=0,
                seed=config.seed, data_seed=config.seed, report_to="none", save_strategy="no",

@@ -13,7 +13,9 @@ has headroom: on the shipped ``tiny`` policy u* is about 0.5, while the best of 
 reviews of a prompt scores about 1.25.
 
 **Demonstrations D** = {(x, y_E)}: for ``n_demos`` train prompts (drawn at random), the teacher review
-(``data/teacher/train.jsonl``) with the highest u* among that prompt's reviews: an expert for u*.
+(``data/teacher/train.jsonl``) with the highest u* among that prompt's reviews, each cut to the
+policy's completion length (``max_new_tokens`` tokens) first: an expert for u* that writes no
+longer than the policy may.
 
 **Preferences P** = {(x, y_w, y_l)}: for ``n_pairs`` train prompts (a second random draw, so
 some prompts have both a demonstration and a pair), two completions
@@ -68,7 +70,7 @@ class PreferenceConfig:
 
     policy: str = "tiny"  # the SFT policy whose completions form the pairs
     n_demos: int = 256  # demonstration prompts (the chapter uses prefixes)
-    n_pairs: int = 512  # preference pairs in the pool (the chapter uses prefixes)
+    n_pairs: int = 256  # preference pairs in the pool (the chapter uses prefixes)
     heldout_pairs: int = 128  # gold-labelled pairs on test prompts
     max_new_tokens: int = 32
     seed: int = 0
@@ -123,8 +125,9 @@ class PreferenceData:
         return sum(p["gold_agrees"] for p in pairs) / len(pairs)
 
 
-def _teacher_best(prompts: list[dict]) -> list[dict]:
-    """For each prompt record, the teacher review of highest u* (prompts without one are skipped)."""
+def _teacher_best(prompts: list[dict], shorten) -> list[dict]:
+    """For each prompt record, the teacher review of highest u* once ``shorten``ed (prompts
+    without a review are skipped)."""
     from rsoup_lib.manifest import DATA_DIR
 
     by_prompt: dict[str, list[str]] = {}
@@ -134,7 +137,7 @@ def _teacher_best(prompts: list[dict]) -> list[dict]:
             by_prompt.setdefault(row["prompt"], []).append(row["review"])
     out = []
     for p in prompts:
-        reviews = by_prompt.get(p["prompt"], [])
+        reviews = [shorten(r) for r in by_prompt.get(p["prompt"], [])]
         if reviews:
             u = gold_utility([p["prompt"]] * len(reviews), reviews)
             best = max(range(len(reviews)), key=lambda i: (u[i], -i))
@@ -171,9 +174,13 @@ def build(config: PreferenceConfig, out_dir: Path) -> Path:
     order = rng.permutation(len(train)).tolist()
     demo_prompts = [train[i] for i in order]  # in this order, the first n_demos with a teacher review
     pair_prompts = [train[i]["prompt"] for i in rng.permutation(len(train))[: config.n_pairs].tolist()]
-    demos = _teacher_best(demo_prompts[: config.n_demos + 32])[: config.n_demos]  # spares: some lack a review
     model, tokenizer = load_policy(config.policy, device=config.device, dtype=config.dtype, seed=config.seed)
     model.eval()
+
+    def shorten(text: str) -> str:  # a demonstration is as long as a policy's completion at most
+        return tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"][: config.max_new_tokens]).strip()
+
+    demos = _teacher_best(demo_prompts[: config.n_demos + 32], shorten)[: config.n_demos]  # spares: some lack a review
     pairs = _sample_pairs(model, tokenizer, pair_prompts, config.max_new_tokens, config.seed)
     u_a = gold_utility(pair_prompts, [a for a, _ in pairs])
     u_b = gold_utility(pair_prompts, [b for _, b in pairs])

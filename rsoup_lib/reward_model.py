@@ -17,8 +17,8 @@ Two trainers, one loss:
       L(phi) = lambda_P * L_P(phi) + lambda_D * L_D(phi),
       L_D(phi) = - E_{x ~ D, y ~ pi} [ log sigmoid( r_phi(x, y_E) - r_phi(x, y) ) ],
 
-  where y is a sample of the current policy for a demonstration prompt. Each step draws one
-  batch from each set; a zero weight skips its set. TRL's trainer has one dataset and one
+  where y is a sample of the current policy for a demonstration prompt. Each step shares its
+  ``batch_size`` pairs between the two sets (the cost of a TRL step); a zero weight skips its set. TRL's trainer has one dataset and one
   unweighted loss, which is why this loop is our own; with lambda_D = 0 and lambda_P = 1 its
   loss on a batch is TRL's, bit for bit (``tests/test_aihf.py``). The optimiser (AdamW, constant
   learning rate, no weight decay) and the number of updates are those given to TRL as well.
@@ -41,8 +41,8 @@ from rsoup_lib.errors import UserError
 class RMConfig:
     """How a reward model is fitted (both trainers)."""
 
-    steps: int = 64  # optimiser updates
-    batch_size: int = 16  # pairs per batch (per set, for the joint loss)
+    steps: int = 32  # optimiser updates
+    batch_size: int = 8  # pairs per batch (shared by the two sets of the joint loss)
     lr: float = 1e-4
     seed: int = 0
 
@@ -184,8 +184,9 @@ def fit_joint(policy: str, pref_pairs: Sequence[dict], demo_pairs: Sequence[dict
     opt = torch.optim.AdamW(rm.parameters(), lr=config.lr, weight_decay=0.0)
     pref, demo = pair_ids(tokenizer, pref_pairs), pair_ids(tokenizer, demo_pairs)
     g = torch.Generator().manual_seed(config.seed)
-    batches_p = _batches(max(len(pref), 1), config.batch_size, config.steps, g)
-    batches_d = _batches(max(len(demo), 1), config.batch_size, config.steps, g)
+    size = max(1, config.batch_size // (bool(lam_p and pref) + bool(lam_d and demo)))  # the batch is shared
+    batches_p = _batches(max(len(pref), 1), size, config.steps, g)
+    batches_d = _batches(max(len(demo), 1), size, config.steps, g)
     for bp, bd in zip(batches_p, batches_d):
         loss = weighted_loss(rm, tokenizer, [pref[i] for i in bp] if pref else [],
                              [demo[i] for i in bd] if demo else [], lam_p, lam_d)  # fmt: skip
