@@ -67,9 +67,10 @@ from rsoup_lib.verdicts import verdict
 P = chapter.setup(profile, overrides)
 if P.name == "smoke":  # random 8-token models: every size shrinks (aihf.book_config)
     pref_sizes, demo_sizes = [4, 8, 16], [2, 4, 8]
-chapter.show_parameters(P, pref_sizes=pref_sizes, demo_sizes=demo_sizes, label_temperatures=label_temperatures,
-                        rl_sizes=rl_sizes)  # fmt: skip
 base = aihf.book_config(P, n_demos=demo_sizes[1], n_pairs=pref_sizes[0], label_temperature=label_temperatures[0])
+chapter.show_parameters(P, pref_sizes=pref_sizes, demo_sizes=demo_sizes, label_temperatures=label_temperatures,
+                        rl_sizes=rl_sizes, updates=base.steps, batch_size=base.batch_size, iterations=base.iterations,
+                        dpo_beta=base.beta, rm_updates=base.rm_steps)  # fmt: skip
 data = cached_preference_data(base.data_config())
 sft = load_policy(P.policy, device=P.device, dtype=P.dtype)
 held_out = chapter.evaluator(P, [GOLD_UTILITY], sft=sft)
@@ -105,11 +106,11 @@ chapter.show_source(reward_model.weighted_loss)
 chapter.show_source(gold_utility)
 sft_eval = held_out(sft)
 demo_u = stats.mean([d["u"] for d in data.demonstrations(base.n_demos)])
-rows = [{"set": f"D ({base.n_demos} demonstrations)", "mean u*": str(demo_u)},
-        {"set": "SFT policy on held-out prompts", "mean u*": str(stats.mean(sft_eval.scores(U)))}]  # fmt: skip
-rows += [{"set": f"P labels at T = {t}: agreement with u*", "mean u*": f"{data.label_accuracy(pref_sizes[-1], t):.1%}"}
-         for t in label_temperatures]  # fmt: skip
-chapter.table(rows, index="set")
+rows = [{"quantity": f"mean u* of D ({base.n_demos} demonstrations)", "value": str(demo_u)},
+        {"quantity": "mean u* of the SFT policy on held-out prompts", "value": str(stats.mean(sft_eval.scores(U)))}]  # fmt: skip
+rows += [{"quantity": f"labels of the {pref_sizes[-1]} pairs at T = {t} that agree with u*",
+          "value": f"{data.label_accuracy(pref_sizes[-1], t):.1%}"} for t in label_temperatures]  # fmt: skip
+chapter.table(rows, index="quantity")
 
 # %% [markdown]
 # The table gives the headroom: the demonstrations score well above the SFT policy's own
@@ -127,7 +128,8 @@ chapter.markdown(f"**Demonstration.** *{d0['prompt']}* → \"{d0['completion'][:
 # ## The methods, at equal data and equal compute
 #
 # Every method starts from the SFT policy and makes the same number of policy updates
-# (`steps`); a DPO-type update is a batch of `batch_size` pairs, an RL update one RLOO step of
+# (`updates` in the line above; the profile's `steps` and `beta` are chapter 1's RL recipe and
+# are not used here); a DPO-type update is a batch of `batch_size` pairs, an RL update one RLOO step of
 # `batch_prompts` × `k` samples. The baselines run through TRL's trainers: **SFT** on $D$
 # (`SFTTrainer`), **DPO** on $P$ (`DPOTrainer`, sigmoid loss), **SFT→DPO** (half the updates
 # each), and **RLHF** (`RewardTrainer` on $P$, then RLOO against the reward model). The AIHF
@@ -178,6 +180,22 @@ def versus_sft(res):
 
 
 chapter.table([{"method": m, "|P|": n if n is not None else "—", **versus_sft(r["eval"])} for (m, n), r in runs.items()])
+
+# %% [markdown]
+# How many of these policies beat the SFT policy at all, by the book's rule (a paired gain more
+# than two standard errors above zero)? The sentence below is computed from the table; with few
+# updates per method a verdict between two methods can only be as clear as their gains over SFT.
+
+# %% tags=["hide-input"]
+from rsoup_lib.verdicts import outcome  # noqa: E402
+
+gains = {f"{m} (|P| = {n})" if n else m: outcome(stats.paired_difference(r["eval"].scores(U), base_u)) for (m, n), r in runs.items()}
+up = [k for k, o in gains.items() if o == "holds"]
+down = [k for k, o in gains.items() if o == "opposite"]
+chapter.markdown(f"Of the {len(gains)} policies, {len(up)} raise u* over the SFT policy by more than two standard errors"
+                 + (f" ({', '.join(up)})" if up else "") + f", {len(down)} lower it"
+                 + (f" ({', '.join(down)})" if down else "") + f", and {len(gains) - len(up) - len(down)} stay within "
+                 "two standard errors of it.")  # fmt: skip
 
 # %% tags=["hide-input"]
 fig = figures.new("Gold utility against the preference budget", "|P| (preference pairs)", "u* gain over SFT (paired)")

@@ -54,6 +54,7 @@ the demonstration pairs, so that it costs what an update of the baseline costs. 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -381,6 +382,17 @@ def _quiet(trainer):
     return trainer
 
 
+@contextlib.contextmanager
+def _no_future_warnings():
+    """TRL 1.16 calls transformers' gradient-checkpointing API under its deprecated names; those
+    FutureWarnings say nothing about the run, so a chapter's output does not show them."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
 def _trl_args(cls, config: AIHFConfig, tmp: str, steps: int, **extra):
     """A TRL config with the optimiser every method shares (AdamW, constant lr, no decay)."""
     import datasets
@@ -470,7 +482,7 @@ def train(config: AIHFConfig, out_dir: Path, data: PreferenceData | None = None)
     data = data or cached_preference_data(config.data_config())
     import torch
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _no_future_warnings():
         torch.manual_seed(config.seed)
         return TRAINERS[config.method](config, data, Path(out_dir))
 
@@ -506,7 +518,8 @@ def cached_reward_model(config: AIHFConfig, data: PreferenceData, joint: bool) -
     def fit(out: Path):
         pairs = data.pairs(config.n_pairs, config.label_temperature)
         if not joint:
-            return reward_model.train_preference_only(config.policy, pairs, config.rm_config(), out / "rm", config.device)
+            with _no_future_warnings():
+                return reward_model.train_preference_only(config.policy, pairs, config.rm_config(), out / "rm", config.device)
         demos = data.demonstrations(config.n_demos) if config.lam_d else []
         pairs_d = demo_pairs(demos, _sample_from(config.policy, config, [d["prompt"] for d in demos], 0)) if demos else []
         reward_model.fit_joint(config.policy, pairs if config.lam_p else [], pairs_d, config.lam_p, config.lam_d,
