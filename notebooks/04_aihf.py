@@ -306,6 +306,18 @@ chapter.table(acc_rows, index="|P|")
 chapter.show_verdict(v_rm, "The paper reports that the jointly learned reward model is the more accurate one")
 
 # %% [markdown]
+# "More accurate" is relative; against chance (an accuracy of 0.5, a coin flip on every pair):
+
+# %% tags=["hide-input"]
+def against_chance(name, acc):
+    e = stats.mean(acc - 0.5)
+    where = {"holds": "better than chance", "opposite": "worse than chance", "not confirmed": "not distinguishable from chance"}[outcome(e)]
+    return f"{name}: accuracy {stats.mean(acc)}, {where}"
+
+
+chapter.markdown(against_chance("RLHF's reward model", acc_rlhf) + "; " + against_chance("AIHF's final reward model", acc_joint) + ".")
+
+# %% [markdown]
 # ## Samples
 #
 # The same held-out prompt for every method at the smallest $|P|$ (same sampling seed).
