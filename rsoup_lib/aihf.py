@@ -562,10 +562,6 @@ def write_results(out: Path, rows: list[dict]) -> Path:
     return out / "aihf.json"
 
 
-def load_json(path: Path):
-    return json.loads(Path(path).read_text())
-
-
 # ----------------------------------------------------------------------------- book chapter 4
 def book_config(P, **chapter) -> AIHFConfig:
     """The chapter's base config from a profile (``rsoup_lib.profiles``): the policy, device,

@@ -11,7 +11,7 @@ import torch
 from rsoup_lib import aihf, reward_model
 from rsoup_lib.cli import main
 from rsoup_lib.errors import UserError
-from rsoup_lib.preferences import PreferenceConfig, PreferenceData, bradley_terry_probability, cached_preference_data
+from rsoup_lib.preferences import PreferenceData, bradley_terry_probability, cached_preference_data
 
 
 def small(**kw) -> aihf.AIHFConfig:
