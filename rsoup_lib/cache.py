@@ -40,6 +40,9 @@ from rsoup_lib.io import atomic_dir, atomic_write_json, canonical_json, config_h
 ALGO_VERSIONS: dict[str, str] = {
     "rl": "1",  # rsoup_lib.rl.train
     "warp-merge": "1",  # rsoup_lib.warp.warp_iteration's SLERP + LITI
+    "aihf-data": "1",  # rsoup_lib.preferences.build (chapter 4's D, P pool, held-out pairs)
+    "reward-model": "1",  # rsoup_lib.aihf.cached_reward_model
+    "aihf": "1",  # rsoup_lib.aihf.train (chapter 4's methods)
 }
 
 ENTRY_FILE = "cache_entry.json"

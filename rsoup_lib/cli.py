@@ -29,6 +29,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("eval", "eval"),
     ("generate", "generate"),
     ("warp", "warp"),
+    ("aihf", "aihf"),
     ("locomotion", "locomotion"),
 ]
 

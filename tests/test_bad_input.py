@@ -141,6 +141,11 @@ def _warp_out_of_another_config(tmp: Path, env) -> None:
 WARP_OK = "m: 2\nrl:\n  policy: tiny-random\n  steps: 1\n  batch_prompts: 2\n  k: 2\n  max_new_tokens: 4\n"
 
 
+# A valid AIHF config on tiny-random (nothing runs: every row using it fails before training).
+AIHF_OK = "methods: [dpo]\npolicy: tiny-random\nn_demos: 2\nn_pairs: 2\nsteps: 1\nmax_new_tokens: 4\n"
+A = "aihf --config {tmp}/a.yaml --out {tmp}/ao"
+
+
 def _warp(text: str, name: str = "w.yaml"):
     return _file(name, text)
 
@@ -345,6 +350,24 @@ CASES = [
          _file("l.yaml", "ppo:\n  lrr: 0.1\n")),
     Case("locomotion-wrong-type", "locomotion --config {tmp}/l.yaml --out {tmp}/lo", "finetune_steps='many' must be an int", _file("l.yaml", "finetune_steps: many\n")),
     Case("locomotion-seeds-not-a-list", "locomotion --config {tmp}/l.yaml --out {tmp}/lo", "seeds must be a list", _file("l.yaml", "seeds: 3\n")),
+    # --- aihf
+    Case("aihf-missing-config", "aihf --config {tmp}/missing.yaml --out {tmp}/ao", "does not exist"),
+    Case("aihf-broken-yaml", A, "is not valid YAML", _file("a.yaml", "methods: [dpo\n")),
+    Case("aihf-top-level-list", A, "must be a mapping", _file("a.yaml", "- 1\n- 2\n")),
+    Case("aihf-unknown-key", A, "unknown key(s) ['stepz']", _file("a.yaml", AIHF_OK.replace("steps", "stepz"))),
+    Case("aihf-unknown-method", A, "methods=['dpo', 'ppo'] must be a list of",
+         _file("a.yaml", AIHF_OK.replace("[dpo]", "[dpo, ppo]"))),
+    Case("aihf-steps-wrong-type", A, "steps='many' must be an int", _file("a.yaml", AIHF_OK.replace("steps: 1", "steps: many"))),
+    Case("aihf-both-lambdas-zero", A, "lam_d and lam_p are both 0", _file("a.yaml", AIHF_OK + "lam_d: 0\nlam_p: 0\n")),
+    Case("aihf-negative-temperature", A, "label_temperature=-1 must be a number >= 0",
+         _file("a.yaml", AIHF_OK + "label_temperature: -1\n")),
+    Case("aihf-too-many-pairs", A, "must not exceed", _file("a.yaml", AIHF_OK.replace("n_pairs: 2", "n_pairs: 9999"))),
+    Case("aihf-explicit-steps-not-multiple", A, "must be a multiple of iterations",
+         _file("a.yaml", AIHF_OK.replace("[dpo]", "[aihf-explicit]") + "iterations: 3\n")),
+    Case("aihf-eval-prompts-0", A + " --eval-prompts 0", "--eval-prompts must be at least 1", _file("a.yaml", AIHF_OK)),
+    Case("aihf-out-is-a-file", "aihf --config {tmp}/a.yaml --out {tmp}/f", "is not a folder",
+         _both(_file("a.yaml", AIHF_OK), _file("f"))),
+    Case("aihf-out-holds-other-files", A, "holds other files", _both(_file("a.yaml", AIHF_OK), _file("ao/notes.txt"))),
     Case("warp-rl-steps-wrong-type", "warp --config {tmp}/w.yaml --out {tmp}/w", "rl.steps='ten' must be an int",
          _warp(WARP_OK.replace("steps: 1", "steps: ten"))),
     Case("warp-front-etas-wrong-type", "warp --config {tmp}/w.yaml --out {tmp}/w",

@@ -15,6 +15,7 @@ CLAIMS = {
     "01_rlhf_per_reward": ["raises-sentiment", "raises-readability", "raises-conciseness", "raises-specificity"],
     "02_rewarded_soups": ["lmc-sentiment", "lmc-conciseness", "soup-vs-morl", "morl-beyond-soup", "lora-delta-vs-ab"],
     "03_warp": ["ema-anchor", "slerp-vs-lerp-lambda", "slerp-vs-lerp-kl", "liti-above-run", "iterations-improve"],
+    "04_aihf": ["aihf-beats-rlhf-scarce", "aihf-beats-dpo-scarce", "advantage-shrinks", "joint-rm-more-accurate"],
     "05_group_robust": ["gi-worst-group", "gi-mean-reward", "gi-held-out", "gi-seed-stability"],
     "06_locomotion": ["loco-lmc", "loco-collapse", "loco-soup-vs-morl"],
 }
