@@ -68,7 +68,8 @@ holdout = "mixed"  # the requested tone held out of training (out-of-distributio
 rl_steps = 48  # steps of every run of this chapter (at most the profile's steps)
 lr_scale = 3.0  # learning rate = lr_scale x the profile's, for these short runs
 alpha = 1.0  # weight of the variance penalty
-c0, c1 = 0.5, 1.0  # adaptive KL: beta_i = beta (c0 + c1 p(g_high | x_i, y_i))
+c0 = 0.5  # adaptive KL: beta_i = beta (c0 + c1 p(g_high | x_i, y_i))
+c1 = 1.0  # (see c0)
 seeds = [0, 1]  # seeds of plain RLOO and of the group-invariant method
 
 # %%

@@ -448,8 +448,9 @@ def train(
     config.validate()
     out_dir = Path(out_dir)
     runs.check_run_folder(out_dir, asdict(config))
-    if (out_dir / "summary.json").is_file():
-        return out_dir  # already complete
+    if (out_dir / "summary.json").is_file():  # already complete; a kill may have cut the
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # final clean-up short
+        return out_dir
     fresh = not out_dir.exists()
     # The trainer owns the global RNG while it runs (that is what makes resuming exact) and
     # hands the caller's back untouched.

@@ -397,6 +397,21 @@ def test_two_process_update_equals_the_one_process_update(lora, tmp_path):
         assert [r[key] for r in r1] == pytest.approx([r[key] for r in r2], rel=1e-4, abs=1e-6), key
 
 
+def test_a_kill_during_the_final_clean_up_leaves_no_checkpoint_behind(tmp_path):
+    """summary.json is written before the checkpoints are removed: a kill in between leaves a
+    complete run with a half-deleted checkpoint, which the rerun removes instead of keeping."""
+    cfg = tiny(steps=2, checkpoint_every=1)
+    run = train(cfg, tmp_path / "run", prompts=PROMPTS, reward_fn=e_rate, progress=False)
+    half_deleted = run / "checkpoints" / "step-000001"
+    half_deleted.mkdir(parents=True)
+    (half_deleted / "optimizer.pt").write_bytes(b"left by a kill")
+    before = final_weights(run)
+    assert train(cfg, run, prompts=PROMPTS, reward_fn=e_rate, progress=False) == run
+    assert not (run / "checkpoints").exists()
+    after = final_weights(run)
+    assert all(torch.equal(before[n], after[n]) for n in before)
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
     import signal
