@@ -206,7 +206,7 @@ def main() -> None:
     from rsoup_lib.profiles import set_threads, using_threads
     from rsoup_lib.prompts import load_prompts
 
-    set_threads(args.threads)
+    threads = set_threads(args.threads)
 
     prompts = [r["prompt"] for r in load_prompts("train")]
     print(f"rl_step benchmark: policy={args.policy} batch={args.batch_prompts} prompts x k={args.k}, "
