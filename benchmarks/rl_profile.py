@@ -13,7 +13,10 @@ put in place by wrapping the functions the trainer calls (the trainer itself is 
 - ``log``: the rest of the metrics line (``rl._log_row``),
 - ``other``: the rest of the step (batch indices, loss arithmetic, EMA, checkpoints).
 
-Milliseconds per step are medians over the steady-state steps (the first is a warm-up).
+Milliseconds per step are medians over the steady-state steps (the first is a warm-up), of the
+process's CPU time (``time.process_time``: on a shared machine far steadier than wall time,
+which waits for the other processes; with one torch thread the two agree on an idle machine)
+or, with ``--clock wall``, of wall time.
 ``--torch-profile`` adds torch.profiler's table of the operators of one step (self CPU time).
 
     python benchmarks/rl_profile.py --threads 1
@@ -39,19 +42,20 @@ class PhaseTimer:
     """Accumulates wall seconds per phase within the current step; a phase running inside
     another is counted in the inner one only (exclusive times, they add up to the step)."""
 
-    def __init__(self):
+    def __init__(self, clock=time.process_time):
+        self.clock = clock
         self.steps: list[dict[str, float]] = []
         self.current: dict[str, float] = defaultdict(float)
         self.children: list[float] = []  # time spent in nested phases, per open phase
 
     def wrap(self, name, fn):
         def timed(*args, **kwargs):
-            t = time.perf_counter()
+            t = self.clock()
             self.children.append(0.0)
             try:
                 return fn(*args, **kwargs)
             finally:
-                elapsed = time.perf_counter() - t
+                elapsed = self.clock() - t
                 inner = self.children.pop()
                 self.current[name] += elapsed - inner
                 if self.children:
@@ -83,12 +87,12 @@ def instrumented(timer: PhaseTimer):
     }
     original_log_row = rl._log_row
     original_reward = rewards.Reward.__call__
-    t_step = [time.perf_counter()]
+    t_step = [timer.clock()]
     log_row = timer.wrap("log", original_log_row)
 
     def save_progress(run, done):  # the end of a step: close it
         original_save(run, done)
-        now = time.perf_counter()
+        now = timer.clock()
         timer.close_step(now - t_step[0])
         t_step[0] = now
 
@@ -106,7 +110,7 @@ def instrumented(timer: PhaseTimer):
     rl._log_row, rl._save_progress = log_row, save_progress
     rewards.Reward.__call__ = timer.wrap("reward", original_reward)
     try:
-        yield lambda: t_step.__setitem__(0, time.perf_counter())
+        yield lambda: t_step.__setitem__(0, timer.clock())
     finally:
         for (owner, name), fn in saved.items():
             setattr(owner, name, fn)
@@ -122,6 +126,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="process CPU time (default) or wall time")
     p.add_argument("--torch-profile", action="store_true", help="also print torch.profiler's operator table")
     args = p.parse_args()
 
@@ -135,7 +140,7 @@ def main() -> None:
     prompts = [r["prompt"] for r in load_prompts("train")]
     cfg = rl.RLConfig(policy=args.policy, reward="sentiment", steps=args.steps, batch_prompts=args.batch_prompts,
                       k=args.k, max_new_tokens=args.max_new_tokens, checkpoint_every=0, seed=0)
-    timer = PhaseTimer()
+    timer = PhaseTimer(time.process_time if args.clock == "cpu" else time.perf_counter)
     print(f"rl_profile: policy={args.policy} batch={args.batch_prompts} x k={args.k}, "
           f"max_new_tokens={args.max_new_tokens}, torch threads={torch.get_num_threads()}; "
           + "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
@@ -170,13 +175,13 @@ def main() -> None:
             rl.Anchor.__init__ = orig
     steady = timer.steps[1:]
     names = ["sample", "reward", "anchor fwd", "policy fwd", "backward", "optimiser", "log", "other", "total"]
-    print(f"\nmedian over {len(steady)} steady-state steps, completion tokens per sample "
+    print(f"\n{args.clock} time, median over {len(steady)} steady-state steps, completion tokens per sample "
           f"{statistics.mean(m['completion_tokens'] for m in metrics[1:]):.1f}")
     total = statistics.median(s["total"] for s in steady)
     for n in names:
         ms = statistics.median(s.get(n, 0.0) for s in steady) * 1000
         print(f"  {n:12s} {ms:8.1f} ms  {ms / 10 / total:5.1f} %")
-    print(f"  samples/s {args.batch_prompts * args.k / total:.1f}")
+    print(f"  samples per {args.clock} second {args.batch_prompts * args.k / total:.1f}")
 
 
 def dataclasses_replace(cfg, **kw):
