@@ -19,7 +19,7 @@ the same shapes, and keeps the cache as plain per-layer key/value tensors:
 - attention goes through transformers' own ``sdpa_attention_forward`` (grouped-query packing
   included).
 
-So the logits are bit-for-bit those of ``model(...)`` (``tests/test_sampling.py`` checks it on
+So the logits are bit-for-bit those of ``model(...)`` (``tests/test_decode_step.py`` checks it on
 random models; ``benchmarks/same_numbers.py`` on whole trainings). Models it does not cover
 (another architecture, another attention implementation, sliding windows, rotary scalings other
 than the default) return None from ``LlamaDecodeStep.build`` and decode through ``forward``.
