@@ -10,7 +10,12 @@ Figures (all recomputed from the files in ``data/``, nothing typed in):
   non-empty fraction, fraction of words found in the Brown vocabulary (``data/brown_vocab.txt``),
   distinct-word ratio, mean words, VADER compound mean and standard deviation, and the wall time
   to sample them with one torch thread and with torch's default (with the machine's load average);
-- 20 sample reviews; SmolLM2's load time and three reviews through its chat template.
+- 20 sample reviews; SmolLM2's load time and three reviews through its chat template;
+- with ``judge=True`` (``rsoup data report --judge``, about 90 s of CPU): the judge
+  perplexity (``rsoup_lib.judge``: SmolLM2-135M-Instruct on the completion text alone) of
+  ``tiny``'s samples, SmolLM2's own samples (both sampled as the chapters' evaluator samples,
+  on the first 64 test prompts, seed 11, ``JUDGE_MAX_NEW_TOKENS`` tokens, at the chapters'
+  temperature 1.0 and at 0.7 for comparison) and of 64 of the teacher's held-out reviews.
 
 Words are those of ``rsoup_lib.text`` (the words the rewards count). ``report()`` returns a
 dict; ``markdown(report)`` renders the block that ``--write-card`` puts between the
@@ -73,8 +78,34 @@ def sample_stats(texts: list[str], vocab: set[str]) -> dict:
     }
 
 
+JUDGE_SEED = 11
+JUDGE_TEMPERATURES = (1.0, 0.7)  # the chapters sample at 1.0; 0.7 for comparison
+JUDGE_MAX_NEW_TOKENS = 32  # the chapters' evaluation length (profiles: eval_max_new_tokens)
+
+
+def judge_figures(tiny, smol, prompts: list[str], teacher_reviews: list[str]) -> dict:
+    """Judge perplexities (``rsoup_lib.judge``) of tiny's samples, SmolLM2's samples and the
+    teacher's reviews; ``tiny`` and ``smol`` are (model, tokenizer) pairs, SmolLM2 the judge."""
+    from rsoup_lib.judge import judge_perplexity, sample_texts
+
+    t0 = time.perf_counter()
+    judge, judge_tok = smol
+    out: dict = {"n_prompts": len(prompts), "seed": JUDGE_SEED, "max_new_tokens": JUDGE_MAX_NEW_TOKENS,
+                 "teacher_heldout": judge_perplexity(judge, judge_tok, teacher_reviews),
+                 "n_teacher_reviews": len(teacher_reviews), "by_temperature": {}}
+    for temperature in JUDGE_TEMPERATURES:
+        row = {}
+        for name, (model, tok) in (("tiny", tiny), ("smollm2", smol)):
+            texts = sample_texts(model, tok, prompts, temperature, JUDGE_SEED, JUDGE_MAX_NEW_TOKENS)
+            row[name] = judge_perplexity(judge, judge_tok, texts)
+            row[f"{name}_example"] = texts[0]
+        out["by_temperature"][str(temperature)] = row
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
 def report(data_dir: Path = DATA_DIR, n_samples: int = 64, max_new_tokens: int = 48, seed: int = 0,
-           smollm2: bool = True) -> dict:
+           smollm2: bool = True, judge: bool = False) -> dict:
     from transformers import AutoModelForCausalLM
 
     from rsoup_lib.databuild import teacher_pairs
@@ -146,6 +177,9 @@ def report(data_dir: Path = DATA_DIR, n_samples: int = 64, max_new_tokens: int =
             "load_seconds": load_s,
             "examples": [{"prompt": p, "completion": c} for p, c in zip(smol_prompts, smol_texts)],
         }
+        if judge:
+            reviews = [y for _, y in held_pairs[:n_samples]]
+            out["judge"] = judge_figures((model, tokenizer), (smol, smol_tok), prompts, reviews)
     manifest = read_manifest(data_dir)
     out["artifacts"] = {
         name: {"seconds": a.get("seconds"), "bytes": sum(manifest["files"][f]["bytes"] for f in a["files"])}
@@ -208,7 +242,33 @@ def markdown(r: dict) -> str:
                   f"{sm['load_seconds']:.1f} s (safetensors cache); through its chat template:", ""]
         for ex in sm["examples"]:
             lines.append(f"- *{ex['prompt']}* {ex['completion']}".replace("\n", " "))
+    if "judge" in r:
+        lines += ["", *judge_markdown(r["judge"])]
     return "\n".join(lines) + "\n"
+
+
+def judge_markdown(j: dict) -> list[str]:
+    """The judge-perplexity table of the data card."""
+    temps = list(j["by_temperature"])
+    lines = [
+        f"Judge perplexity (SmolLM2-135M-Instruct as a language model on the completion text alone, "
+        f"`rsoup_lib.judge`; lower reads more fluently): samples on the first {j['n_prompts']} test prompts, "
+        f"seed {j['seed']}, at most {j['max_new_tokens']} new tokens, drawn as the chapters' evaluator draws "
+        f"them (whole vocabulary; the chapters sample at temperature 1.0), and {j['n_teacher_reviews']} of the "
+        "teacher's held-out reviews:",
+        "",
+        "| texts | " + " | ".join(f"temperature {t}" for t in temps) + " |",
+        "|---|" + "---|" * len(temps),
+        "| `tiny`'s samples | " + " | ".join(f"{j['by_temperature'][t]['tiny']:.1f}" for t in temps) + " |",
+        "| SmolLM2's own samples | " + " | ".join(f"{j['by_temperature'][t]['smollm2']:.1f}" for t in temps) + " |",
+        "| the teacher's held-out reviews (not sampled: one value) | "
+        + " | ".join(f"{j['teacher_heldout']:.1f}" for _ in temps) + " |",
+        "",
+        "`tiny` / SmolLM2: " + ", ".join(
+            f"{j['by_temperature'][t]['tiny'] / j['by_temperature'][t]['smollm2']:.1f}x at temperature {t}" for t in temps)
+        + f" (measured in {j['seconds']:.0f} s).",
+    ]
+    return lines
 
 
 def write_card(r: dict, card: Path = DATA_DIR / "DATA_CARD.md") -> None:

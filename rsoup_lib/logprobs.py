@@ -16,7 +16,12 @@ chunk's logits from (h, W) and uses
     d logp_t / d logits_t = onehot(y_t) - softmax(logits_t)
 
 so peak memory is O(chunk x V) instead of O(B x T x V), at the cost of one extra chunk matmul
-in the backward pass. The entropy of pi(. | x, y_<t) comes out of the same chunks for free
+in the backward pass. That matmul is skipped for the first chunks whose float32 logits fit in
+``keep_bytes`` (``KEEP_BYTES``, 512 MiB): the forward keeps them and the backward uses them
+instead of recomputing them (the very same numbers: same matmul, same inputs), so peak memory is
+O(min(B x T x V, keep_bytes / 4) + chunk x V), below the naive path's several vocabulary-sized
+tensors, and no extra matmul while the logits fit. Without gradient (the anchor, evaluation)
+nothing is kept. The entropy of pi(. | x, y_<t) comes out of the same chunks for free
 (``H = lse - sum_v p_v logit_v``) and is returned without gradient (a metric).
 
 On CUDA with Triton installed, ``token_logprobs`` hands the same computation to the fused
@@ -29,17 +34,22 @@ from __future__ import annotations
 import torch
 
 DEFAULT_CHUNK = 256  # positions per chunk: 256 x 49,152 floats = 50 MB at SmolLM2's vocab
+# float32 logits the forward may keep for the backward (the first chunks, while they fit): those
+# chunks skip the recomputation. 512 MiB holds a whole batch of 16 x 128 positions at SmolLM2's
+# vocabulary, or every position of a cpu-profile step of `tiny` (32 MB).
+KEEP_BYTES = 512 * 2**20
 
 
 class ChunkedTokenLogprobs(torch.autograd.Function):
     """(hidden [N, H], weight [V, H], targets [N]) -> (logp [N], entropy [N]); see the module."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk_size: int):
+    def forward(ctx, hidden, weight, targets, chunk_size: int, keep_bytes: int = 0):
         n = hidden.shape[0]
         logp = hidden.new_empty(n, dtype=torch.float32)
         entropy = hidden.new_empty(n, dtype=torch.float32)
         lse_all = hidden.new_empty(n, dtype=torch.float32)
+        kept: list[torch.Tensor] = []  # the first chunks' logits, while they fit in keep_bytes
         for s in range(0, n, chunk_size):
             e = min(s + chunk_size, n)
             logits = (hidden[s:e] @ weight.T).float()  # [c, V]: with probs, the only vocab-sized tensors
@@ -49,20 +59,27 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
             probs = torch.softmax(logits, dim=-1)
             entropy[s:e] = lse - torch.linalg.vecdot(probs, logits)
             lse_all[s:e] = lse
+            if len(kept) * chunk_size == s and (len(kept) + 1) * logits.numel() * 4 <= keep_bytes:
+                kept.append(logits)
         ctx.save_for_backward(hidden, weight, targets, lse_all)
         ctx.chunk_size = chunk_size
+        ctx.kept = kept
         ctx.mark_non_differentiable(entropy)
         return logp, entropy
 
     @staticmethod
     def backward(ctx, grad_logp, grad_entropy):
         hidden, weight, targets, lse_all = ctx.saved_tensors
-        chunk_size = ctx.chunk_size
+        chunk_size, kept = ctx.chunk_size, ctx.kept
+        ctx.kept = []
         grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
-        for s in range(0, hidden.shape[0], chunk_size):
+        for i, s in enumerate(range(0, hidden.shape[0], chunk_size)):
             e = min(s + chunk_size, hidden.shape[0])
-            logits = (hidden[s:e] @ weight.T).float()
+            if i < len(kept):  # the forward's logits: the very numbers a recomputation would give
+                logits, kept[i] = kept[i], None
+            else:
+                logits = (hidden[s:e] @ weight.T).float()
             # d logp / d logits = onehot(y) - softmax(logits), scaled by the incoming gradient
             grad_logits = logits.sub_(lse_all[s:e, None]).exp_().mul_(-grad_logp[s:e, None])  # in place
             grad_logits.scatter_add_(1, targets[s:e, None], grad_logp[s:e, None].float())
@@ -73,25 +90,28 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
                 grad_weight.addmm_(grad_logits.T.float(), hidden[s:e].float())
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None
+        return grad_hidden, grad_weight, None, None, None
 
 
 def token_logprobs(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = DEFAULT_CHUNK
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = DEFAULT_CHUNK,
+    keep_bytes: int = KEEP_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-prob of each target and the entropy of each next-token distribution.
 
     ``hidden`` [..., H] final hidden states (after the last norm), ``weight`` [V, H] the output
     projection, ``targets`` [...] token ids. Returns two float32 tensors shaped like ``targets``;
-    only the first carries gradient.
+    only the first carries gradient. ``keep_bytes``: how much of the forward's logits may be kept
+    for the backward pass (only when gradients are recorded; 0: recompute every chunk).
     """
     if _fused_kernel_enabled(hidden):
         from rsoup_lib.kernels import fused_token_logprobs
 
         return fused_token_logprobs(hidden, weight, targets)
     shape = targets.shape
+    keep = keep_bytes if torch.is_grad_enabled() else 0
     logp, entropy = ChunkedTokenLogprobs.apply(
-        hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), chunk_size
+        hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), chunk_size, keep
     )
     return logp.view(shape), entropy.view(shape)
 

@@ -59,7 +59,10 @@ class TopK:
 def sample_token(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """One draw per row from softmax(logits / temperature), by inverting the CDF with one uniform
     per row (torch's global RNG)."""
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    logits = logits.float()
+    if temperature != 1.0:  # x / 1.0 == x exactly: skip a pass over [n, V]
+        logits = logits / temperature
+    probs = torch.softmax(logits, dim=-1)
     cdf = probs.cumsum_(-1)
     u = torch.rand(cdf.shape[0], 1, device=cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
@@ -75,10 +78,17 @@ def decode(
     eos_token_id: int | None,
     pad_token_id: int | None,
     group_size: int = 1,
+    fast_step: bool = True,
 ) -> torch.Tensor:
     """New token ids [n * group_size, <= max_new_tokens] for n left-padded prompts, each row
     repeated ``group_size`` times; after a row's end-of-text token its positions hold
-    ``pad_token_id`` (or the end-of-text token when there is no pad token)."""
+    ``pad_token_id`` (or the end-of-text token when there is no pad token).
+
+    ``fast_step``: decode Llama models with ``decode_step.LlamaDecodeStep`` (the same logits as
+    ``model(...)``, bit for bit, without its per-call overhead); False, or another architecture:
+    through ``model(...)``."""
+    from rsoup_lib.decode_step import LlamaDecodeStep
+
     k = group_size
     mask = attention_mask
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -91,6 +101,7 @@ def decode(
         logits = logits.repeat_interleave(k, dim=0)
         mask = mask.repeat_interleave(k, dim=0)
     next_pos = positions[:, -1:].repeat_interleave(k, dim=0) + 1
+    step = LlamaDecodeStep.build(model, cache) if fast_step else None
     fill = pad_token_id if pad_token_id is not None else eos_token_id
     done = torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
     new = []
@@ -103,9 +114,12 @@ def decode(
         if bool(done.all()) or len(new) == max_new_tokens:
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos,
-                    past_key_values=cache, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        if step is not None:
+            logits = step(token, mask, next_pos)
+        else:
+            out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos,
+                        past_key_values=cache, use_cache=True)
+            cache, logits = out.past_key_values, out.logits[:, -1]
         next_pos = next_pos + 1
     return torch.stack(new, dim=1)
 

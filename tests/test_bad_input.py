@@ -189,6 +189,7 @@ CASES = [
          _file("d/MANIFEST.json", "{ torn")),
     Case("data-verify-changed-file", "data verify --data {tmp}/d", "a.bin is corrupt", _manifest),
     Case("data-report-missing-folder", "data report --no-smollm2 --data {tmp}/missing", "is missing"),
+    Case("data-report-judge-without-smollm2", "data report --judge --no-smollm2", "--judge needs SmolLM2"),
     Case("data-build-out-is-a-file", "data build --small --only prompts --out {tmp}/f", "is not a folder",
          _file("f")),
     Case("data-build-teacher-without-prompts", "data build --small --only teacher --out {tmp}/d",

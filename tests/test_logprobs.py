@@ -26,6 +26,22 @@ def test_chunked_matches_naive_values_and_gradients(chunk):
     torch.testing.assert_close(gw, rw, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("keep_chunks", [1, 2, 3])  # some chunks kept, the rest recomputed; all kept
+def test_kept_logits_give_the_same_gradients_bit_for_bit(keep_chunks):
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(2, 9, 16, generator=g, requires_grad=True)
+    weight = torch.randn(40, 16, generator=g, requires_grad=True)
+    targets = torch.randint(0, 40, (2, 9), generator=g)
+    upstream = torch.randn(2, 9, generator=g)
+    chunk = 7  # 18 positions: chunks of 7, 7, 4
+    grads = []
+    for keep_bytes in (0, keep_chunks * chunk * 40 * 4):
+        logp, ent = token_logprobs(hidden, weight, targets, chunk_size=chunk, keep_bytes=keep_bytes)
+        grads.append((logp, ent, *torch.autograd.grad((logp * upstream).sum(), (hidden, weight))))
+    for recomputed, kept in zip(*grads):
+        assert torch.equal(recomputed, kept)
+
+
 def test_completion_logprobs_match_model_logits():
     model, tok = tiny_random(seed=3)
     enc = tok(["Write a review of a horror movie.\n", "A dull film\n"], return_tensors="pt", padding=True)

@@ -14,6 +14,7 @@ examples:
   rsoup data build --only sft       redo one stage (prompts corpus teacher tokenizer pretrain sft)
   rsoup data verify                 check every file against data/MANIFEST.json
   rsoup data report --write-card    measure the quality figures and put them in DATA_CARD.md
+  rsoup data report --judge         ... with the judge perplexities of tiny's, SmolLM2's and the teacher's texts
 """
 
 
@@ -35,6 +36,9 @@ def add_arguments(p) -> None:
     rep.add_argument("--json", action="store_true", help="print the figures as JSON")
     rep.add_argument("--write-card", action="store_true", help="update the figures block of DATA_CARD.md")
     rep.add_argument("--no-smollm2", action="store_true", help="skip the SmolLM2 part")
+    rep.add_argument("--judge", action="store_true",
+                     help="add the judge perplexities (SmolLM2 judging tiny's, its own and the teacher's texts; "
+                          "about 90 s of CPU)")
 
 
 def run(args) -> int:
@@ -77,7 +81,9 @@ def run(args) -> int:
         return 0
     from rsoup_lib.data_report import markdown, report, write_card
 
-    r = report(data_dir, smollm2=not args.no_smollm2)
+    if args.judge and args.no_smollm2:
+        raise UserError("--judge needs SmolLM2 (the judge): drop --no-smollm2")
+    r = report(data_dir, smollm2=not args.no_smollm2, judge=args.judge)
     if args.write_card:
         write_card(r, data_dir / "DATA_CARD.md")
     print(json.dumps(r, indent=2) if args.json else markdown(r))
