@@ -333,7 +333,9 @@ chapter.samples_table({"sft": sft_eval, **{m: runs[(m, scarce)]["eval"] for m in
 # statistic in the claim's direction: holds; the other way: opposite; in between: not
 # confirmed). The sentence after each verdict above says whether this build agrees with the
 # paper; the numbers come from one training seed per method, so an outcome here is a statement
-# about this build, not about the method in general.
+# about this build, not about the method in general. With this few updates the results are
+# sensitive even to the order in which floating-point sums are taken: the chapter built with one
+# torch thread instead of the profile's two did not agree on every verdict when it was written.
 #
 # To reproduce one method outside the book: `rsoup aihf --config configs/aihf_tiny.yaml --out runs/aihf-tiny`
 # (the config lists the methods; the preference set, reward models and policies come from the
