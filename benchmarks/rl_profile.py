@@ -7,7 +7,8 @@ put in place by wrapping the functions the trainer calls (the trainer itself is 
 - ``reward``: every call of a reward (the training reward, and the other registered rewards
   that the metrics line logs),
 - ``anchor fwd``: ``Anchor.logprobs`` (no-grad log-probs of the anchor / reference),
-- ``policy fwd``: the policy's log-probs with gradient (``rl.scaled_logprobs``),
+- ``policy fwd``: the policy's log-probs with gradient (``scale_out.PolicyLogprobs.forward``, the
+  module the trainer prepares with accelerate),
 - ``backward``: ``loss.backward()``,
 - ``optimiser``: gradient clipping + AdamW step (``rl._optimiser_step``),
 - ``log``: the rest of the metrics line (``rl._log_row``),
@@ -76,11 +77,11 @@ def instrumented(timer: PhaseTimer):
     """Wrap the trainer's phase functions with ``timer`` for the duration of the block."""
     import torch
 
-    from rsoup_lib import rewards, rl, sampling
+    from rsoup_lib import rewards, rl, sampling, scale_out
 
     saved = {
         (sampling, "sample_completions"): sampling.sample_completions,
-        (rl, "scaled_logprobs"): rl.scaled_logprobs,
+        (scale_out.PolicyLogprobs, "forward"): scale_out.PolicyLogprobs.forward,
         (rl, "_optimiser_step"): rl._optimiser_step,
         (rl.Anchor, "logprobs"): rl.Anchor.logprobs,
         (torch.Tensor, "backward"): torch.Tensor.backward,
@@ -96,14 +97,9 @@ def instrumented(timer: PhaseTimer):
         timer.close_step(now - t_step[0])
         t_step[0] = now
 
-    def policy_logprobs(*args, **kwargs):  # the anchor's calls run inside "anchor fwd"
-        if not torch.is_grad_enabled():
-            return saved[(rl, "scaled_logprobs")](*args, **kwargs)
-        return timer.wrap("policy fwd", saved[(rl, "scaled_logprobs")])(*args, **kwargs)
-
     original_save = rl._save_progress
     sampling.sample_completions = timer.wrap("sample", saved[(sampling, "sample_completions")])
-    rl.scaled_logprobs = policy_logprobs
+    scale_out.PolicyLogprobs.forward = timer.wrap("policy fwd", saved[(scale_out.PolicyLogprobs, "forward")])
     rl._optimiser_step = timer.wrap("optimiser", saved[(rl, "_optimiser_step")])
     rl.Anchor.logprobs = timer.wrap("anchor fwd", saved[(rl.Anchor, "logprobs")])
     torch.Tensor.backward = timer.wrap("backward", saved[(torch.Tensor, "backward")])
