@@ -60,11 +60,12 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from rsoup_lib.errors import UserError
+from rsoup_lib.rl import _field  # a config field whose help reaches `rsoup train --help`
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,10 +76,6 @@ if TYPE_CHECKING:
 METHODS = ("plain", "group", "no_adaptive_kl", "no_variance", "oracle")
 METRICS_FILE = "group_metrics.jsonl"
 STATE_DIR = "group_state"
-
-
-def _field(default, help: str):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
