@@ -8,9 +8,10 @@ killed build resumes; the teacher stage also resumes inside its JSONL file):
    and its vocabulary (lowercased words seen at least twice) -> ``brown_vocab.txt``
 3. ``teacher``: SmolLM2-135M-Instruct reviews (``rsoup_lib.teacher``) for the train prompts
    -> ``teacher/train.jsonl`` and for the test prompts -> ``teacher/heldout.jsonl``
-4. ``tokenizer``: byte-level BPE on Brown + the train prompts (``rsoup_lib.bpe``); it does
-   not depend on the teacher, so stages 4-5 can run while the teacher is still writing
-5. ``pretrain``: the tiny Llama on Brown (``rsoup_lib.lm_training``) -> ``tiny-pretrained/``
+4. ``tokenizer``: byte-level BPE on Brown + the train prompts + the teacher's train reviews
+   (``rsoup_lib.bpe``), so that review words ("cinematography") are single tokens
+5. ``pretrain``: the tiny Llama on Brown mixed with ``pretrain_review_copies`` copies of the
+   teacher's train demonstrations (``rsoup_lib.lm_training``) -> ``tiny-pretrained/``
 6. ``sft``: fine-tuned on the teacher's train reviews -> ``tiny/`` (the ``tiny`` policy)
 
 Each stage records its files' SHA-256, its config and its wall time in ``MANIFEST.json``.
@@ -41,8 +42,12 @@ class BuildConfig:
     heldout: TeacherConfig = field(default_factory=lambda: TeacherConfig(split="test", samples_per_prompt=1, seed=1))
     vocab_size: int = 8192
     shape: TinyLlamaConfig = field(default_factory=TinyLlamaConfig)
-    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, batch_size=16, seq_len=128, lr=2e-3))
-    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=250, batch_size=32, lr=1e-3, warmup=20))
+    # Data version 5: the tokenizer also learns from the teacher's reviews, and pretraining sees the
+    # demonstrations (instruction + review) beside Brown; v4 had neither, 800 and 250 steps.
+    tokenizer_reviews: bool = True
+    pretrain_review_copies: int = 2
+    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1300, batch_size=16, seq_len=128, lr=2e-3))
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, batch_size=32, lr=1e-3, warmup=20))
     max_documents: int | None = None  # Brown samples used (None: all 500)
     weights_dtype: str = "float32"  # dtype of the committed tiny/ weights
     seed: int = 0
@@ -150,9 +155,10 @@ class _Pipeline:
         self.tok_dir = work / "tokenizer"
         self.pre_dir = out / "tiny-pretrained"
         self.teacher_cfg = {"train": asdict(cfg.teacher), "heldout": asdict(cfg.heldout)}
-        self.tok_cfg = {"vocab_size": cfg.vocab_size, "documents": cfg.max_documents}
+        self.tok_cfg = {"vocab_size": cfg.vocab_size, "documents": cfg.max_documents,
+                        "teacher_reviews": cfg.tokenizer_reviews}
         self.pre_cfg = {"tokenizer": self.tok_cfg, "shape": asdict(cfg.shape), "train": asdict(cfg.pretrain),
-                        "seed": cfg.seed}
+                        "review_copies": cfg.pretrain_review_copies, "seed": cfg.seed}
 
     def sft_cfg(self) -> dict:
         from rsoup_lib.teacher import read_rows
@@ -213,12 +219,18 @@ class _Pipeline:
         from rsoup_lib.prompts import load_prompts
 
         prompts = [p["prompt"] for p in load_prompts("train", self.out)]
-        tokenizer = train_bpe(self.texts() + prompts, self.cfg.vocab_size)
+        reviews = [y for _, y in self.demonstrations()] if self.cfg.tokenizer_reviews else []
+        tokenizer = train_bpe(self.texts() + prompts + reviews, self.cfg.vocab_size)
         tokenizer.save_pretrained(self.tok_dir)
         (self.tok_dir / "rsoup_config.json").write_text(json.dumps(self.tok_cfg, sort_keys=True))
 
+    def demonstrations(self) -> list[tuple[str, str]]:
+        """The teacher's usable (instruction, review) train pairs."""
+        return teacher_pairs(self.teacher_dir / "train.jsonl", self.cfg.teacher.clean)
+
     def pretrain(self, t0: float) -> None:
-        """The tiny Llama, pretrained on the Brown stream."""
+        """The tiny Llama, pretrained on the Brown stream and copies of the demonstrations
+        (each document followed by ``<|endoftext|>``; windows are cut at random offsets)."""
         from transformers import AutoTokenizer
 
         from rsoup_lib.lm_training import pretraining_batches, tiny_llama, train
@@ -227,7 +239,8 @@ class _Pipeline:
         tokenizer = AutoTokenizer.from_pretrained(self.tok_dir)
         eos = tokenizer.eos_token_id
         ids: list[int] = []
-        for text in self.texts():
+        demos = [f"{x}\n{y}" for x, y in self.demonstrations()] * cfg.pretrain_review_copies
+        for text in self.texts() + demos:
             ids += tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
         stream = torch.tensor(ids)
         self.log(f"pretraining stream: {len(stream)} tokens")
@@ -248,7 +261,7 @@ class _Pipeline:
         sft_cfg = self.sft_cfg()
         tokenizer = AutoTokenizer.from_pretrained(self.pre_dir)
         model = AutoModelForCausalLM.from_pretrained(self.pre_dir, dtype=torch.float32)
-        examples = [sft_example(tokenizer, x, y) for x, y in teacher_pairs(train_file, cfg.teacher.clean)]
+        examples = [sft_example(tokenizer, x, y) for x, y in self.demonstrations()]
         self.log(f"SFT: {len(examples)} demonstrations")
         if len(examples) < cfg.sft.batch_size:
             raise UserError(f"only {len(examples)} usable teacher reviews in {train_file}, "
