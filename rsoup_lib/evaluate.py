@@ -198,8 +198,8 @@ def _sample_with_kl(model, tokenizer, sft_pair, instr, seed, max_new_tokens, tem
             texts += sampled.texts
             if sft_pair is not None:
                 args = (sampled.sequences, sampled.attention_mask, sampled.prompt_len)
-                logp, _ = completion_logprobs(model, *args, hidden_scale=1 / temperature)
-                ref, _ = completion_logprobs(sft_pair[0], *args, hidden_scale=1 / temperature)
+                logp, _ = completion_logprobs(model, *args, hidden_scale=1 / temperature, entropy=False)
+                ref, _ = completion_logprobs(sft_pair[0], *args, hidden_scale=1 / temperature, entropy=False)
                 kls += ((logp - ref) * sampled.mask).sum(-1).tolist()
     return texts, kls
 

@@ -236,13 +236,14 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     return out
 
 
-def scaled_logprobs(model, sampled: Sampled, rows, config: RLConfig):
-    """Token log-probs and entropies of ``rows`` of a sampled batch, at the sampling temperature."""
+def scaled_logprobs(model, sampled: Sampled, rows, config: RLConfig, entropy: bool = True):
+    """Token log-probs and entropies of ``rows`` of a sampled batch, at the sampling temperature
+    (``entropy=False``: no entropies, None, for the anchor and the reference: same log-probs)."""
     from rsoup_lib.logprobs import completion_logprobs
 
     return completion_logprobs(
         model, sampled.sequences[rows], sampled.attention_mask[rows], sampled.prompt_len, config.logprob_chunk,
-        hidden_scale=1.0 / config.temperature, group_size=config.k,
+        hidden_scale=1.0 / config.temperature, group_size=config.k, entropy=entropy,
     )  # fmt: skip
 
 
@@ -270,18 +271,18 @@ class Anchor:
         with torch.no_grad():  # before the policy forward: the EMA swap writes into its weights
             if self.ema is None:
                 with self.init_weights():
-                    anchor = scaled_logprobs(self.frozen, sampled, rows, self.config)[0]
+                    anchor = scaled_logprobs(self.frozen, sampled, rows, self.config, entropy=False)[0]
                 init = anchor  # anchor == init: the KL to the init is the KL to the anchor
             else:
                 target = model if self.config.lora else self.frozen
                 with _swapped_weights(target, self.ema):
-                    anchor = scaled_logprobs(target, sampled, rows, self.config)[0]
+                    anchor = scaled_logprobs(target, sampled, rows, self.config, entropy=False)[0]
                 init = None
                 if self.reference is None:
                     with self.init_weights():
-                        init = scaled_logprobs(self.frozen, sampled, rows, self.config)[0]
+                        init = scaled_logprobs(self.frozen, sampled, rows, self.config, entropy=False)[0]
             if self.reference is not None:
-                return anchor, scaled_logprobs(self.reference, sampled, rows, self.config)[0]
+                return anchor, scaled_logprobs(self.reference, sampled, rows, self.config, entropy=False)[0]
         return anchor, init
 
     def update(self, trainable: dict) -> None:
