@@ -295,20 +295,39 @@ class Anchor:
 
 @contextlib.contextmanager
 def _swapped_weights(model, state: dict[str, torch.Tensor]):
-    """Temporarily load ``state`` (a subset of named parameters, any float dtype) into ``model``."""
+    """Temporarily load ``state`` (a subset of named parameters, any float dtype) into ``model``.
+
+    A tensor of the parameter's dtype, shape and device (the float32 EMA of a float32 model) is
+    put in place by reference, no copy: the forward reads the very same numbers a copy would
+    hold, and nothing writes to the weights inside the block (the anchor's no-grad forward).
+    Any other tensor (a float32 EMA of a bfloat16 model) is copied in, rounded to the
+    parameter's dtype, and the parameter's own values are copied back after. By reference it
+    saves three passes over the weights per step (``tiny``: 14 ms of a 1.1 s EMA step, 1 thread)."""
     import torch
 
     params = dict(model.named_parameters())
-    saved = {n: params[n].detach().clone() for n in state}
+    same = {n for n, t in state.items() if _same_layout(params[n], t)}
+    originals = {n: params[n].data for n in same}
+    saved = {n: params[n].detach().clone() for n in state if n not in same}
     with torch.no_grad():
         for n, t in state.items():
-            params[n].copy_(t)
+            if n in same:
+                params[n].data = t
+            else:
+                params[n].copy_(t)
     try:
         yield model
     finally:
         with torch.no_grad():
+            for n, t in originals.items():
+                params[n].data = t
             for n, t in saved.items():
                 params[n].copy_(t)
+
+
+def _same_layout(param: torch.Tensor, t: torch.Tensor) -> bool:
+    return (param.dtype == t.dtype and param.shape == t.shape and param.device == t.device
+            and param.stride() == t.stride())  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- set-up
