@@ -184,7 +184,9 @@ def evaluate(
 
 def _sample_with_kl(model, tokenizer, sft_pair, instr, seed, max_new_tokens, temperature, batch_size):
     """One completion per instruction under ``seed`` (the global RNG is restored after), and,
-    with a reference pair, each completion's KL term sum_t log pi(y_t|.) - log pi_sft(y_t|.)."""
+    with a reference pair, each completion's KL term sum_t log pi(y_t|.) - log pi_sft(y_t|.).
+    When the reference is the evaluated model itself (a chapter evaluating its SFT policy), every
+    term is 0 without the two forward passes: they would compute the same log-probs twice."""
     from rsoup_lib.logprobs import completion_logprobs
     from rsoup_lib.sampling import sample_completions
 
@@ -196,10 +198,12 @@ def _sample_with_kl(model, tokenizer, sft_pair, instr, seed, max_new_tokens, tem
             batch = instr[s : s + batch_size]
             sampled = sample_completions(model, tokenizer, batch, max_new_tokens, temperature)
             texts += sampled.texts
-            if sft_pair is not None:
+            if sft_pair is not None and sft_pair[0] is model:
+                kls += [0.0] * len(batch)
+            elif sft_pair is not None:
                 args = (sampled.sequences, sampled.attention_mask, sampled.prompt_len)
-                logp, _ = completion_logprobs(model, *args, hidden_scale=1 / temperature)
-                ref, _ = completion_logprobs(sft_pair[0], *args, hidden_scale=1 / temperature)
+                logp, _ = completion_logprobs(model, *args, hidden_scale=1 / temperature, entropy=False)
+                ref, _ = completion_logprobs(sft_pair[0], *args, hidden_scale=1 / temperature, entropy=False)
                 kls += ((logp - ref) * sampled.mask).sum(-1).tolist()
     return texts, kls
 

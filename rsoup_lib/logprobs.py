@@ -21,8 +21,12 @@ in the backward pass. That matmul is skipped for the first chunks whose float32 
 instead of recomputing them (the very same numbers: same matmul, same inputs), so peak memory is
 O(min(B x T x V, keep_bytes / 4) + chunk x V), below the naive path's several vocabulary-sized
 tensors, and no extra matmul while the logits fit. Without gradient (the anchor, evaluation)
-nothing is kept. The entropy of pi(. | x, y_<t) comes out of the same chunks for free
-(``H = lse - sum_v p_v logit_v``) and is returned without gradient (a metric).
+nothing is kept. The entropy of pi(. | x, y_<t) comes out of the same chunks
+(``H = lse - sum_v p_v logit_v``) and is returned without gradient (a metric). It is not free: a
+softmax and a dot product over every [chunk, V] block (without gradient, 2,048 positions, `tiny`'s
+8k vocabulary, 1 thread: 160 ms with it, 135 ms without). Callers that discard it (the anchor and reference of an RL step, the
+evaluator's KL) pass ``entropy=False`` and get None; the log-probs are the same numbers, bit for
+bit (the entropy never enters them).
 
 On CUDA with Triton installed, ``token_logprobs`` hands the same computation to the fused
 Triton kernel of ``rsoup_lib.kernels`` (no [chunk, V] logits at all, tiles in registers);
@@ -44,10 +48,10 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
     """(hidden [N, H], weight [V, H], targets [N]) -> (logp [N], entropy [N]); see the module."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk_size: int, keep_bytes: int = 0):
+    def forward(ctx, hidden, weight, targets, chunk_size: int, keep_bytes: int = 0, with_entropy: bool = True):
         n = hidden.shape[0]
         logp = hidden.new_empty(n, dtype=torch.float32)
-        entropy = hidden.new_empty(n, dtype=torch.float32)
+        entropy = hidden.new_empty(n if with_entropy else 0, dtype=torch.float32)
         lse_all = hidden.new_empty(n, dtype=torch.float32)
         kept: list[torch.Tensor] = []  # the first chunks' logits, while they fit in keep_bytes
         for s in range(0, n, chunk_size):
@@ -56,8 +60,9 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
             lse = torch.logsumexp(logits, dim=-1)
             target_logit = logits.gather(1, targets[s:e, None]).squeeze(1)
             logp[s:e] = target_logit - lse
-            probs = torch.softmax(logits, dim=-1)
-            entropy[s:e] = lse - torch.linalg.vecdot(probs, logits)
+            if with_entropy:
+                probs = torch.softmax(logits, dim=-1)
+                entropy[s:e] = lse - torch.linalg.vecdot(probs, logits)
             lse_all[s:e] = lse
             if len(kept) * chunk_size == s and (len(kept) + 1) * logits.numel() * 4 <= keep_bytes:
                 kept.append(logits)
@@ -90,30 +95,32 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
                 grad_weight.addmm_(grad_logits.T.float(), hidden[s:e].float())
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None
 
 
 def token_logprobs(
     hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = DEFAULT_CHUNK,
-    keep_bytes: int = KEEP_BYTES,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    keep_bytes: int = KEEP_BYTES, entropy: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of each target and the entropy of each next-token distribution.
 
     ``hidden`` [..., H] final hidden states (after the last norm), ``weight`` [V, H] the output
     projection, ``targets`` [...] token ids. Returns two float32 tensors shaped like ``targets``;
     only the first carries gradient. ``keep_bytes``: how much of the forward's logits may be kept
     for the backward pass (only when gradients are recorded; 0: recompute every chunk).
+    ``entropy=False``: skip the entropy (returned as None); the log-probs are unchanged, bit for bit.
     """
     if _fused_kernel_enabled(hidden):
         from rsoup_lib.kernels import fused_token_logprobs
 
-        return fused_token_logprobs(hidden, weight, targets)
+        logp, ent = fused_token_logprobs(hidden, weight, targets)
+        return logp, (ent if entropy else None)
     shape = targets.shape
     keep = keep_bytes if torch.is_grad_enabled() else 0
-    logp, entropy = ChunkedTokenLogprobs.apply(
-        hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), chunk_size, keep
+    logp, ent = ChunkedTokenLogprobs.apply(
+        hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), chunk_size, keep, entropy
     )
-    return logp.view(shape), entropy.view(shape)
+    return logp.view(shape), (ent.view(shape) if entropy else None)
 
 
 def _fused_kernel_enabled(hidden: torch.Tensor) -> bool:
@@ -151,7 +158,8 @@ def completion_logprobs(
     chunk_size: int = DEFAULT_CHUNK,
     hidden_scale: float = 1.0,
     group_size: int = 1,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    entropy: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs and entropies of the completion part of ``input_ids``.
 
     ``input_ids`` [B, P + C] = left-padded prompts (P tokens) followed by completions (C tokens).
@@ -163,6 +171,7 @@ def completion_logprobs(
     of one prompt). The trunk then runs once over the B / k distinct prompts, their key/value
     cache is repeated k times, and a second pass runs the completions on top of it, so prompt
     tokens cost 1/k of a plain forward (and backward). Same numbers up to float rounding.
+    ``entropy=False``: the entropies are not computed (None), for callers that only need log-probs.
     """
     decoder, weight = _decoder_and_head(model)
     if group_size == 1:
@@ -192,4 +201,4 @@ def completion_logprobs(
     if hidden_scale != 1.0:
         hidden = hidden * hidden_scale
     targets = input_ids[:, prompt_len:]
-    return token_logprobs(hidden, weight, targets, chunk_size)
+    return token_logprobs(hidden, weight, targets, chunk_size, entropy=entropy)

@@ -236,13 +236,14 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     return out
 
 
-def scaled_logprobs(model, sampled: Sampled, rows, config: RLConfig):
-    """Token log-probs and entropies of ``rows`` of a sampled batch, at the sampling temperature."""
+def scaled_logprobs(model, sampled: Sampled, rows, config: RLConfig, entropy: bool = True):
+    """Token log-probs and entropies of ``rows`` of a sampled batch, at the sampling temperature
+    (``entropy=False``: no entropies, None, for the anchor and the reference: same log-probs)."""
     from rsoup_lib.logprobs import completion_logprobs
 
     return completion_logprobs(
         model, sampled.sequences[rows], sampled.attention_mask[rows], sampled.prompt_len, config.logprob_chunk,
-        hidden_scale=1.0 / config.temperature, group_size=config.k,
+        hidden_scale=1.0 / config.temperature, group_size=config.k, entropy=entropy,
     )  # fmt: skip
 
 
@@ -270,18 +271,18 @@ class Anchor:
         with torch.no_grad():  # before the policy forward: the EMA swap writes into its weights
             if self.ema is None:
                 with self.init_weights():
-                    anchor = scaled_logprobs(self.frozen, sampled, rows, self.config)[0]
+                    anchor = scaled_logprobs(self.frozen, sampled, rows, self.config, entropy=False)[0]
                 init = anchor  # anchor == init: the KL to the init is the KL to the anchor
             else:
                 target = model if self.config.lora else self.frozen
                 with _swapped_weights(target, self.ema):
-                    anchor = scaled_logprobs(target, sampled, rows, self.config)[0]
+                    anchor = scaled_logprobs(target, sampled, rows, self.config, entropy=False)[0]
                 init = None
                 if self.reference is None:
                     with self.init_weights():
-                        init = scaled_logprobs(self.frozen, sampled, rows, self.config)[0]
+                        init = scaled_logprobs(self.frozen, sampled, rows, self.config, entropy=False)[0]
             if self.reference is not None:
-                return anchor, scaled_logprobs(self.reference, sampled, rows, self.config)[0]
+                return anchor, scaled_logprobs(self.reference, sampled, rows, self.config, entropy=False)[0]
         return anchor, init
 
     def update(self, trainable: dict) -> None:
@@ -294,20 +295,39 @@ class Anchor:
 
 @contextlib.contextmanager
 def _swapped_weights(model, state: dict[str, torch.Tensor]):
-    """Temporarily load ``state`` (a subset of named parameters, any float dtype) into ``model``."""
+    """Temporarily load ``state`` (a subset of named parameters, any float dtype) into ``model``.
+
+    A tensor of the parameter's dtype, shape and device (the float32 EMA of a float32 model) is
+    put in place by reference, no copy: the forward reads the very same numbers a copy would
+    hold, and nothing writes to the weights inside the block (the anchor's no-grad forward).
+    Any other tensor (a float32 EMA of a bfloat16 model) is copied in, rounded to the
+    parameter's dtype, and the parameter's own values are copied back after. By reference it
+    saves three passes over the weights per step (``tiny``: 14 ms of a 1.1 s EMA step, 1 thread)."""
     import torch
 
     params = dict(model.named_parameters())
-    saved = {n: params[n].detach().clone() for n in state}
+    same = {n for n, t in state.items() if _same_layout(params[n], t)}
+    originals = {n: params[n].data for n in same}
+    saved = {n: params[n].detach().clone() for n in state if n not in same}
     with torch.no_grad():
         for n, t in state.items():
-            params[n].copy_(t)
+            if n in same:
+                params[n].data = t
+            else:
+                params[n].copy_(t)
     try:
         yield model
     finally:
         with torch.no_grad():
+            for n, t in originals.items():
+                params[n].data = t
             for n, t in saved.items():
                 params[n].copy_(t)
+
+
+def _same_layout(param: torch.Tensor, t: torch.Tensor) -> bool:
+    return (param.dtype == t.dtype and param.shape == t.shape and param.device == t.device
+            and param.stride() == t.stride())  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- set-up

@@ -59,3 +59,13 @@ def test_cli_train_then_eval_json(tmp_path, capsys):
     assert set(d["rewards"]) == {"sentiment", "conciseness"} and d["n"] == 6
     assert {"mean", "stderr"} <= set(d["rewards"]["sentiment"]) and d["kl_to_sft"] is not None
     assert main(["eval", "--policy", "tiny-random", "--rewards", "bogus", "--n", "2"]) == 2
+
+
+def test_kl_of_the_reference_itself_is_zero_without_the_forward_passes():
+    """The evaluated model passed as its own reference: the KL terms are 0.0 without computing
+    the log-probs, the very numbers the forward passes give with an identical copy of it."""
+    pair, copy = tiny_random(seed=0), tiny_random(seed=0)
+    same = evaluate(pair, ["sentiment"], PROMPTS, n=10, seed=5, sft=pair, max_new_tokens=6, batch_size=4)
+    twin = evaluate(pair, ["sentiment"], PROMPTS, n=10, seed=5, sft=copy, max_new_tokens=6, batch_size=4)
+    assert same.kl_per_prompt == [0.0] * 10 == twin.kl_per_prompt
+    assert same.to_dict() == twin.to_dict()

@@ -42,6 +42,28 @@ def test_kept_logits_give_the_same_gradients_bit_for_bit(keep_chunks):
         assert torch.equal(recomputed, kept)
 
 
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_without_entropy_the_same_logprobs_and_gradients_bit_for_bit(grad):
+    g = torch.Generator().manual_seed(2)
+    hidden = torch.randn(2, 9, 16, generator=g, requires_grad=grad)
+    weight = torch.randn(40, 16, generator=g, requires_grad=grad)
+    targets = torch.randint(0, 40, (2, 9), generator=g)
+    outs = []
+    for entropy in (True, False):
+        logp, ent = token_logprobs(hidden, weight, targets, chunk_size=7, entropy=entropy)
+        assert (ent is None) == (not entropy)
+        outs.append((logp, *(torch.autograd.grad(logp.sum(), (hidden, weight)) if grad else ())))
+    for with_entropy, without in zip(*outs):
+        assert torch.equal(with_entropy, without)
+    model = tiny_random(seed=0)[0].eval()
+    ids = torch.randint(2, model.config.vocab_size, (4, 9), generator=g)
+    mask = torch.ones_like(ids)
+    for k in (1, 2):
+        full, _ = completion_logprobs(model, ids, mask, 5, group_size=k)
+        bare, none = completion_logprobs(model, ids, mask, 5, group_size=k, entropy=False)
+        assert none is None and torch.equal(full, bare)
+
 def test_completion_logprobs_match_model_logits():
     model, tok = tiny_random(seed=3)
     enc = tok(["Write a review of a horror movie.\n", "A dull film\n"], return_tensors="pt", padding=True)

@@ -489,3 +489,26 @@ def test_cached_train_trains_once_and_keys_on_the_shipped_init(tmp_path, monkeyp
     assert "init_sha256" not in rl.cache_config(cfg)  # tiny-random: built in code, nothing to add
     monkeypatch.setattr(rl, "init_identity", lambda policy: "abc")
     assert rl.cache_config(cfg)["init_sha256"] == "abc"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_swapped_weights_puts_the_state_in_and_the_weights_back(dtype):
+    """The EMA swap of the anchor: inside the block the model holds the state (by reference when
+    dtypes match, rounded copies otherwise); after it, its own weights, values and storage."""
+    from rsoup_lib.models import tiny_random
+    from rsoup_lib.rl import _swapped_weights
+
+    model = tiny_random(seed=0)[0].to(dtype)
+    params = dict(model.named_parameters())
+    before = {n: (p.detach().clone(), p.data_ptr()) for n, p in params.items()}
+    g = torch.Generator().manual_seed(0)
+    state = {n: torch.randn(p.shape, generator=g) for n, p in list(params.items())[:3]}  # float32
+    state_before = {n: t.clone() for n, t in state.items()}
+    with _swapped_weights(model, state):
+        for n, t in state.items():
+            assert torch.equal(params[n].detach(), t.to(dtype))
+        for n in list(params)[3:]:
+            assert torch.equal(params[n].detach(), before[n][0])
+    for n, p in params.items():
+        assert torch.equal(p.detach(), before[n][0]) and p.data_ptr() == before[n][1]
+    assert all(torch.equal(state[n], state_before[n]) for n in state)  # the state is untouched
