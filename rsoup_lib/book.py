@@ -9,6 +9,10 @@ For each notebook named in ``_toc.yml``, in order:
    (``execute_notebook``);
 3. ``finish_executed_notebook`` readies that copy for the page (below);
 
+With the profile's ``jobs`` above 1 (the cpu profile: 2), that many notebooks execute at once,
+each in its own process and kernel, the longest first (``execute_in_parallel``); a run that two
+chapters share is still computed once, the run cache's lock making the second wait for it.
+
 then jupyter-book 1.x renders the build tree to HTML with its own execution off and Sphinx
 warnings treated as errors. A failing notebook stops the build with the notebook's name and the
 failing cell's error.
@@ -85,6 +89,7 @@ PLOTLY_RENDERER = "notebook"
 class BookResult:
     html_dir: Path
     seconds: dict[str, float] = field(default_factory=dict)  # per notebook, plus "jupyter-book"
+    wall_seconds: float = 0.0  # executing the notebooks (less than their sum with jobs > 1)
 
 
 def toc_files(root: Path = REPO_ROOT) -> list[str]:
@@ -237,6 +242,66 @@ def execute_notebook(
         unexecuted.unlink(missing_ok=True)
         executing.unlink(missing_ok=True)
     return target
+
+
+def _execute_and_finish(entry: str, profile: Profile, build_src: Path, overrides, root: Path,
+                        progress: bool = False) -> float:
+    """Execute one notebook and ready it for the page; returns its wall seconds."""
+    t0 = time.perf_counter()
+    executed = execute_notebook(entry, profile, build_src, overrides, root, progress)
+    finish_executed_notebook(executed, entry, profile, overrides)
+    return time.perf_counter() - t0
+
+
+SECONDS_FILE = "notebook_seconds.json"  # per build tree; book/notebook_seconds.json is the fallback
+
+
+def _record_seconds(build_dir: Path, seconds: dict[str, float]) -> None:
+    from rsoup_lib.io import atomic_write_text
+
+    path = build_dir / SECONDS_FILE
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    atomic_write_text(path, json.dumps({**known, **seconds}, indent=1, sort_keys=True) + "\n")
+
+
+def expected_seconds(build_dir: Path, profile: Profile, root: Path = REPO_ROOT) -> dict[str, float]:
+    """How long each notebook took last time: the build tree's record, else the repository's
+    ``book/notebook_seconds.json`` for this profile (what the published build measured)."""
+    local = build_dir / SECONDS_FILE
+    if local.is_file():
+        return json.loads(local.read_text())
+    shipped = root / "book" / SECONDS_FILE
+    return json.loads(shipped.read_text()).get(profile.name, {}) if shipped.is_file() else {}
+
+
+def execute_in_parallel(run: list[str], profile: Profile, build_dir: Path, overrides, root: Path,
+                        jobs: int) -> dict[str, float]:
+    """Execute ``run`` with ``jobs`` kernels at once, the longest notebooks (by
+    ``expected_seconds``) first so that the last to finish starts early. Each worker is a fresh
+    process. A failure stops the queue (notebooks already running finish first) and raises."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    expected = expected_seconds(build_dir, profile, root)
+    order = sorted(run, key=lambda e: -expected.get(e, 0.0))  # stable: unknown ones in TOC order
+    print(f"[rsoup book] executing {len(order)} notebooks, {jobs} at a time (profile {profile.name}): "
+          + ", ".join(order), flush=True)
+    seconds: dict[str, float] = {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_execute_and_finish, e, profile, build_dir / "src", overrides, root): e
+                   for e in order}  # fmt: skip
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                entry = futures[future]
+                if future.exception() is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise future.exception()
+                seconds[entry] = future.result()
+                print(f"[rsoup book] {entry}: {seconds[entry]:.1f} s", flush=True)
+                _record_seconds(build_dir, {entry: seconds[entry]})
+    return seconds
 
 
 class NotebookError(UserError):
@@ -482,18 +547,23 @@ def regenerate(
     result = BookResult(html_dir=build_dir / "_build" / "html")
     for entry in entries:
         target = build_src / f"{entry}.ipynb"
-        if entry in selected:
-            print(f"[rsoup book] executing {entry} (profile {profile.name})", flush=True)
-            t0 = time.perf_counter()
-            executed = execute_notebook(entry, profile, build_src, overrides, root, progress)
-            finish_executed_notebook(executed, entry, profile, overrides)
-            result.seconds[entry] = time.perf_counter() - t0
-            print(f"[rsoup book] {entry}: {result.seconds[entry]:.1f} s", flush=True)
-        elif not target.exists():
+        if entry not in selected and not target.exists():
             import jupytext
 
             target.parent.mkdir(parents=True, exist_ok=True)
             jupytext.write(read_notebook(root / f"{entry}.py"), target)
+    run = [e for e in entries if e in selected]
+    jobs = profile.with_overrides(overrides or {}).jobs
+    t0 = time.perf_counter()
+    if jobs > 1 and len(run) > 1:
+        result.seconds.update(execute_in_parallel(run, profile, build_dir, overrides, root, jobs))
+    else:
+        for entry in run:
+            print(f"[rsoup book] executing {entry} (profile {profile.name})", flush=True)
+            result.seconds[entry] = _execute_and_finish(entry, profile, build_src, overrides, root, progress)
+            print(f"[rsoup book] {entry}: {result.seconds[entry]:.1f} s", flush=True)
+            _record_seconds(build_dir, {entry: result.seconds[entry]})
+    result.wall_seconds = time.perf_counter() - t0
     if html:
         t0 = time.perf_counter()
         result.html_dir = build_html(build_src, build_dir)

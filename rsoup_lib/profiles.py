@@ -4,7 +4,7 @@ A profile answers "how big a run?" once for the whole book:
 
 - ``smoke``  tiny random models built on the fly; seconds per notebook; used by the test suite.
 - ``cpu``    (default) the embedded ``tiny`` review model the project trains and ships; the whole
-             book regenerates in about 47 minutes on an idle 2-core machine (target: 30).
+             book regenerates in about 30 minutes on an idle 2-core machine (two notebooks at a time).
 - ``gpu``    SmolLM2-135M-Instruct (or any Hugging Face causal LM, by overriding ``policy``),
              LoRA, larger batches and more steps.
 
@@ -39,6 +39,10 @@ class Profile:
     # torch CPU threads for the notebooks' work (0: torch's default; capped at the core count).
     # Small models are sensitive to this: see the cpu profile.
     threads: int = 1
+    # notebooks the book builder executes at once, each in its own kernel with `threads` threads
+    # (rsoup_lib.book.regenerate); runs that two chapters share are computed once (the run
+    # cache's lock makes the second wait for the first).
+    jobs: int = 1
     lora: bool = False  # LoRA adapters (peft) instead of full fine-tuning
     lora_rank: int = 16
     # RL (KL-regularised RLOO, see rsoup_lib.rl)
@@ -100,9 +104,12 @@ PROFILES: dict[str, Profile] = {
             # reaches the sentiment of lr 3e-4 at half the KL to SFT; 100 steps keep chapter 1
             # (four runs) within about 7 minutes.
             steps=100,
-            # An RL step of tiny on the idle 2-core machine: 1.34 s with 1 thread, 0.70 s with 2.
-            # On a machine busy with other processes 2 threads stalled 10-40x: use -p threads=1.
-            threads=2,
+            # Two notebooks at once with one thread each, not one notebook with two threads: a
+            # step of tiny's small matrix products gains only ~1.25x from a second thread
+            # (benchmarks/rl_step.py: 28.6 samples/s with 1 thread, 35.5 with 2), two
+            # 1-thread kernels ~2x. One thread also keeps a step steady on a busy machine.
+            threads=1,
+            jobs=2,
             lr=1e-4,
         ),
         Profile(

@@ -88,6 +88,8 @@ def run(args) -> int:
     for name, seconds in result.seconds.items():
         print(f"  {name:40s} {seconds:8.1f} s")
     print(f"  {'total':40s} {total:8.1f} s")
+    if result.wall_seconds and result.wall_seconds < total - 1:
+        print(f"  {'wall time (notebooks run in parallel)':40s} {result.wall_seconds + result.seconds.get('jupyter-book', 0):8.1f} s")
     if not args.no_html:
         print(f"[rsoup book] HTML: {result.html_dir / 'index.html'}")
         if args.check:
