@@ -1,3 +1,4 @@
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -226,3 +227,51 @@ def test_no_executed_notebook_is_committed():
     if proc.returncode != 0:
         pytest.skip("not a git checkout")
     assert proc.stdout.strip() == ""
+
+
+def _two_notebook_book(root: Path, second: str) -> Path:
+    make_book(root)
+    (root / "notebooks" / "02_y.py").write_text(second)
+    toc = root / "_toc.yml"
+    toc.write_text(toc.read_text() + "      - file: notebooks/02_y\n")
+    return root
+
+
+def test_expected_seconds_prefer_the_build_trees_record_then_the_shipped_one(tmp_path):
+    import json
+
+    root, build = tmp_path / "src", tmp_path / "b"
+    (root / "book").mkdir(parents=True)
+    build.mkdir()
+    assert book.expected_seconds(build, get_profile("cpu"), root) == {}
+    (root / "book" / book.SECONDS_FILE).write_text(json.dumps({"cpu": {"notebooks/01_x": 3.0}}))
+    assert book.expected_seconds(build, get_profile("cpu"), root) == {"notebooks/01_x": 3.0}
+    assert book.expected_seconds(build, get_profile("smoke"), root) == {}
+    (build / book.SECONDS_FILE).write_text(json.dumps({"notebooks/01_x": 7.0}))
+    assert book.expected_seconds(build, get_profile("cpu"), root) == {"notebooks/01_x": 7.0}
+
+
+@pytest.mark.slow
+def test_parallel_build_starts_the_longest_first_and_records_each_notebooks_time(tmp_path, capsys):
+    import json
+
+    root = _two_notebook_book(tmp_path / "src", NOTEBOOK)
+    build = tmp_path / "b"
+    build.mkdir()
+    (build / book.SECONDS_FILE).write_text(json.dumps({"notebooks/01_x": 1.0, "notebooks/02_y": 5.0}))
+    two_jobs = dataclasses.replace(get_profile("smoke"), jobs=2)
+    result = book.regenerate(two_jobs, build_dir=build, root=root, html=False, progress=False)
+    assert "2 at a time (profile smoke): notebooks/02_y, notebooks/01_x" in capsys.readouterr().out
+    assert json.loads((build / book.SECONDS_FILE).read_text()) == result.seconds
+    for entry in ("01_x", "02_y"):
+        nb = nbformat.read(build / "src" / "notebooks" / f"{entry}.ipynb", as_version=4)
+        assert "profile=smoke" in str(nb.cells[-1].outputs)
+
+
+@pytest.mark.slow
+def test_parallel_build_stops_with_the_failing_notebooks_name(tmp_path):
+    body = NOTEBOOK + '\n# %%\nraise ValueError("boom in the cell")\n'
+    root = _two_notebook_book(tmp_path / "src", body)
+    with pytest.raises(book.NotebookError, match=r"notebooks/02_y failed in cell .*\nValueError: boom in the cell"):
+        book.regenerate(dataclasses.replace(get_profile("smoke"), jobs=2), build_dir=tmp_path / "b", root=root,
+                        html=False, progress=False)  # fmt: skip
