@@ -335,7 +335,7 @@ chapter.samples_table({"sft": sft_eval, **{m: runs[(m, scarce)]["eval"] for m in
 # paper; the numbers come from one training seed per method, so an outcome here is a statement
 # about this build, not about the method in general. With this few updates the results are
 # sensitive even to the order in which floating-point sums are taken: the chapter built with one
-# torch thread instead of the profile's two did not agree on every verdict when it was written.
+# torch thread and with two did not agree on every verdict (with data version 4 of `tiny`).
 #
 # To reproduce one method outside the book: `rsoup aihf --config configs/aihf_tiny.yaml --out runs/aihf-tiny`
 # (the config lists the methods; the preference set, reward models and policies come from the

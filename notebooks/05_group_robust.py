@@ -436,10 +436,10 @@ chapter.table([
 # - **One reward, one model.** `tone_fidelity` on a 5M-parameter policy is a toy with a known
 #   group structure; the verdicts say what happens in this toy, not in the paper's setting.
 # - **Numerical noise.** Runs this short are sensitive to everything, including the order in
-#   which floating-point sums are taken: the same chapter built with one torch thread instead of
-#   the profile's two trains slightly different policies, and when this chapter was written those
-#   builds did not agree on every verdict. Read an outcome near two standard errors as fragile; more
-#   seeds (`seeds`) and longer runs (`rl_steps`) are the parameters that would settle it.
+#   which floating-point sums are taken: the same chapter built with one torch thread and with two
+#   trains slightly different policies, and with data version 4 of `tiny` those builds did not
+#   agree on every verdict. Read an outcome near two standard errors as fragile; more seeds
+#   (`seeds`) and longer runs (`rl_steps`) are the parameters that would settle it.
 #
 # ## Closing note
 #

@@ -553,7 +553,8 @@ def regenerate(
             target.parent.mkdir(parents=True, exist_ok=True)
             jupytext.write(read_notebook(root / f"{entry}.py"), target)
     run = [e for e in entries if e in selected]
-    jobs = profile.with_overrides(overrides or {}).jobs
+    # -p jobs=N overrides the profile's; the other overrides are the notebooks' business
+    jobs = profile.with_overrides({"jobs": overrides["jobs"]}).jobs if "jobs" in (overrides or {}) else profile.jobs
     t0 = time.perf_counter()
     if jobs > 1 and len(run) > 1:
         result.seconds.update(execute_in_parallel(run, profile, build_dir, overrides, root, jobs))
