@@ -280,7 +280,7 @@ def execute_in_parallel(run: list[str], profile: Profile, build_dir: Path, overr
     ``expected_seconds``) first so that the last to finish starts early. Each worker is a fresh
     process. A failure stops the queue (notebooks already running finish first) and raises."""
     import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     expected = expected_seconds(build_dir, profile, root)
     order = sorted(run, key=lambda e: -expected.get(e, 0.0))  # stable: unknown ones in TOC order
@@ -292,7 +292,7 @@ def execute_in_parallel(run: list[str], profile: Profile, build_dir: Path, overr
                    for e in order}  # fmt: skip
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)  # report each as it ends
             for future in done:
                 entry = futures[future]
                 if future.exception() is not None:
