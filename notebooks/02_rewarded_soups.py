@@ -544,6 +544,9 @@ chapter.markdown(
 #   held-out prompts and the sampled completions, not the variation from one training run to
 #   the next; a second seed could move an endpoint, and with it the line the LMC gap is measured
 #   against. The locomotion chapter trains several seeds and shows how large that spread can be.
+#   Even the order of floating-point sums is enough to move an outcome near two standard errors:
+#   this chapter built with one torch thread and with two (same data, same seed) did not agree on
+#   every verdict when it was written, so read such outcomes as fragile.
 # - **One completion per prompt.** Each policy answers each held-out prompt once, with the same
 #   random stream for every policy. Pairing removes what the prompts share; what is left is the
 #   sampling noise of two different policies, which is why the paired and unpaired errors of

@@ -527,7 +527,9 @@ chapter.markdown(verdict_table([v_a, v_lam, v_kl, v_c, v_d]))
 # on the profile's held-out prompts; the standard errors cover the prompts, not the runs. A
 # claim that is "not confirmed" here is a claim this build cannot tell apart from no effect, not
 # a claim shown false; an "opposite" is a measured effect in the wrong direction, at this model
-# size, reward and number of steps. The paper's experiments train Gemma 7B policies against a
+# size, reward and number of steps. Runs this short are sensitive even to the order of
+# floating-point sums: the chapter built with one torch thread and with two (same data, same
+# seed) did not agree on every verdict when it was written. The paper's experiments train Gemma 7B policies against a
 # learned reward model, at a scale far beyond this book's; the mechanisms it relies on (an anchor that moves, task
 # vectors that are nearly orthogonal, merges that stay in a basin of linear mode connectivity)
 # can each be looked at in the figures above, at a few minutes of CPU, and the gpu profile runs
