@@ -151,6 +151,7 @@ class _Pipeline:
     def __init__(self, cfg: BuildConfig, out: Path, work: Path, log):
         self.cfg, self.out, self.work, self.log = cfg, out, work, log
         self._texts: list[str] | None = None
+        self._demonstrations: list[tuple[str, str]] | None = None
         self.teacher_dir = out / "teacher"
         self.tok_dir = work / "tokenizer"
         self.pre_dir = out / "tiny-pretrained"
@@ -225,8 +226,11 @@ class _Pipeline:
         (self.tok_dir / "rsoup_config.json").write_text(json.dumps(self.tok_cfg, sort_keys=True))
 
     def demonstrations(self) -> list[tuple[str, str]]:
-        """The teacher's usable (instruction, review) train pairs."""
-        return teacher_pairs(self.teacher_dir / "train.jsonl", self.cfg.teacher.clean)
+        """The teacher's usable (instruction, review) train pairs, read and cleaned once (the
+        tokenizer, pretrain and sft stages all use them; the teacher stage runs before)."""
+        if self._demonstrations is None:
+            self._demonstrations = teacher_pairs(self.teacher_dir / "train.jsonl", self.cfg.teacher.clean)
+        return self._demonstrations
 
     def pretrain(self, t0: float) -> None:
         """The tiny Llama, pretrained on the Brown stream and copies of the demonstrations
