@@ -61,8 +61,10 @@
 # - a **front gap** for two fronts of (KL, reward) points: each front is replaced by its upper
 #   envelope $R(\kappa)$ (the Pareto points, KL minimised and reward maximised, joined by
 #   segments), and
+#
 #   $$\mathrm{gap}(A, B) = \frac{1}{\kappa_{hi}-\kappa_{lo}}\int_{\kappa_{lo}}^{\kappa_{hi}}
 #     \big(R_A(\kappa) - R_B(\kappa)\big)\,d\kappa$$
+#
 #   over the KL range both fronts cover: the reward that front $A$ has over front $B$ at equal
 #   KL, on average. Its standard error comes from a bootstrap over prompts that draws the same
 #   prompts for every point of both fronts.
