@@ -54,7 +54,7 @@ chapter.show_parameters(P)
 # The library versions, the number of CPU cores, the number of threads torch uses in this
 # kernel (the profile's `threads`, capped at the core count) and the GPU, if any. Small models
 # are sensitive to the thread count: on two cores, one RL step of the tiny model takes about
-# half the time with two threads as with one, but a machine busy with other work can stall two
+# two thirds of the time with two threads as with one, but a machine busy with other work can stall two
 # threads badly, which is why the profile sets it rather than torch's default.
 
 # %% tags=["hide-input"]
@@ -121,6 +121,14 @@ fig.show()
 # temperature 1 with the seed of the profile and at most the profile's `max_new_tokens`. The
 # tiny model reads the bare instruction followed by a newline; SmolLM2 reads it through its chat
 # template. These are the SFT policy's reviews that chapter 1's RL runs start from.
+#
+# Since data version 6, `tiny` ships with a sampling temperature of 0.7 folded into its weights
+# (its final norm's gain is divided by 0.7, so every logit is): sampling it at temperature 1, as
+# every chapter does, draws what the fine-tuned model would draw at 0.7, and the RL runs'
+# log-probabilities and KL terms are those of that same sharper policy. A 5M-parameter model
+# trained by maximum likelihood spreads probability over the tail of its vocabulary, where it
+# invents words; the data card (`data/DATA_CARD.md`, "Fluency") measures what the fold gives and
+# what it costs (a higher held-out perplexity).
 
 # %%
 test_prompts = [p["prompt"] for p in load_prompts("test")[:4]]

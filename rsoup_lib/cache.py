@@ -38,7 +38,7 @@ from rsoup_lib.io import atomic_dir, atomic_write_json, canonical_json, config_h
 
 # Bump the version of a kind when its code changes the result for the same config.
 ALGO_VERSIONS: dict[str, str] = {
-    "rl": "1",  # rsoup_lib.rl.train
+    "rl": "2",  # rsoup_lib.rl.train (2: log-probs through one fused log-softmax per chunk)
     "warp-merge": "1",  # rsoup_lib.warp.warp_iteration's SLERP + LITI
     "aihf-data": "1",  # rsoup_lib.preferences.build (chapter 4's D, P pool, held-out pairs)
     "reward-model": "1",  # rsoup_lib.aihf.cached_reward_model

@@ -12,7 +12,8 @@ killed build resumes; the teacher stage also resumes inside its JSONL file):
    (``rsoup_lib.bpe``), so that review words ("cinematography") are single tokens
 5. ``pretrain``: the tiny Llama on Brown mixed with ``pretrain_review_copies`` copies of the
    teacher's train demonstrations (``rsoup_lib.lm_training``) -> ``tiny-pretrained/``
-6. ``sft``: fine-tuned on the teacher's train reviews -> ``tiny/`` (the ``tiny`` policy)
+6. ``sft``: fine-tuned on the teacher's train reviews, its sampling temperature folded into its
+   final norm (``sample_temperature``) -> ``tiny/`` (the ``tiny`` policy)
 
 Each stage records its files' SHA-256, its config and its wall time in ``MANIFEST.json``.
 ``BuildConfig.small()`` is the same pipeline at toy sizes (tiny-random teacher, a few dozen
@@ -48,6 +49,10 @@ class BuildConfig:
     pretrain_review_copies: int = 2
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1300, batch_size=16, seq_len=128, lr=2e-3))
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, batch_size=32, lr=1e-3, warmup=20))
+    # Data version 6: the SFT model's logits are divided by this temperature, folded into its final
+    # norm (``lm_training.fold_temperature``), so that the chapters' sampling at temperature 1 draws
+    # what sampling v5 at 0.7 drew; 1.0 folds nothing.
+    sample_temperature: float = 0.7
     max_documents: int | None = None  # Brown samples used (None: all 500)
     weights_dtype: str = "float32"  # dtype of the committed tiny/ weights
     seed: int = 0
@@ -166,7 +171,8 @@ class _Pipeline:
 
         # The number of teacher rows is part of the config: SFT is redone when the teacher file grows.
         return {"pretrained": self.pre_cfg, "teacher": self.teacher_cfg["train"], "train": asdict(self.cfg.sft),
-                "weights_dtype": self.cfg.weights_dtype, "teacher_rows": len(read_rows(self.teacher_dir / "train.jsonl"))}
+                "weights_dtype": self.cfg.weights_dtype, "teacher_rows": len(read_rows(self.teacher_dir / "train.jsonl")),
+                "sample_temperature": self.cfg.sample_temperature}
 
     def done(self, stage: str) -> bool:
         if stage == "teacher":
@@ -259,7 +265,7 @@ class _Pipeline:
         """The pretrained model fine-tuned on the teacher's train reviews: the ``tiny`` policy."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from rsoup_lib.lm_training import sft_batches, sft_example, train
+        from rsoup_lib.lm_training import fold_temperature, sft_batches, sft_example, train
 
         cfg, train_file = self.cfg, self.teacher_dir / "train.jsonl"
         sft_cfg = self.sft_cfg()
@@ -274,6 +280,8 @@ class _Pipeline:
         max_len = cfg.shape.max_position_embeddings
         train_log = train(model, sft_batches(examples, cfg.sft, tokenizer.pad_token_id, max_len, gen), cfg.sft,
                           progress="sft")
+        if cfg.sample_temperature != 1.0:
+            fold_temperature(model, cfg.sample_temperature)
         tokenizer.padding_side = "left"
         files = _save_model(model, tokenizer, self.out / "tiny", cfg.weights_dtype)
         record_artifact(self.out, "tiny", files, sft_cfg, time.perf_counter() - t0, examples=len(examples),

@@ -56,6 +56,22 @@ def tiny_llama(tokenizer, shape: TinyLlamaConfig, seed: int = 0):
     return model
 
 
+def fold_temperature(model, temperature: float) -> None:
+    """Make sampling ``model`` at temperature 1 the same as sampling it at ``temperature`` before.
+
+    A Llama's logits are z = W (g * h / rms(h)) with g the final norm's gain; dividing g by T
+    gives z / T for every position, so softmax(z_folded) = softmax(z / T) (up to float rounding)
+    everywhere the model is used: sampling, log-probabilities, KL. ``tiny`` is shipped this way
+    (data version 6, ``BuildConfig.sample_temperature``): an MLE-trained small model spreads mass
+    over its vocabulary's tail, and the chapters then sample, score and regularise one and the
+    same sharper policy without a temperature argument in every code path. In place."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    norm = model.get_decoder().norm
+    with torch.no_grad():
+        norm.weight.div_(temperature)
+
+
 @dataclass
 class TrainConfig:
     steps: int = 1000

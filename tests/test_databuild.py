@@ -112,3 +112,24 @@ def test_small_build_runs_end_to_end_and_resumes(tmp_path):
     with pytest.raises(UserError, match="model.safetensors is corrupt"):
         verified_dir("tiny", out)
     torch.manual_seed(0)
+
+
+def test_fold_temperature_divides_every_logit_by_the_temperature():
+    """Data version 6 ships `tiny` with its sampling temperature folded into the final norm:
+    the folded model's logits are the trained model's divided by T, at every position."""
+    from rsoup_lib.lm_training import TinyLlamaConfig, fold_temperature, tiny_llama
+
+    tok = type("Tok", (), {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "__len__": lambda self: 97})()
+    shape = TinyLlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                            num_key_value_heads=2, max_position_embeddings=64)
+    model = tiny_llama(tok, shape, seed=3).eval()
+    with torch.no_grad():
+        model.model.norm.weight.uniform_(0.5, 1.5)  # not all ones: the fold must scale whatever gain it finds
+    ids = torch.randint(3, 97, (2, 11), generator=torch.Generator().manual_seed(0))
+    before = model(input_ids=ids).logits
+    fold_temperature(model, 0.7)
+    after = model(input_ids=ids).logits
+    torch.testing.assert_close(after, before / 0.7, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(after, before)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        fold_temperature(model, 0.0)
