@@ -18,10 +18,18 @@ Prints, side by side and measured in this one process run:
    49,152 x 576 projection), time (wall, and the process's CPU time, which another process
    on the machine disturbs far less) as the better of the two runs.
 
+With ``--processes P``, both trainers also run as P data-parallel processes of one torch thread
+each (``accelerate launch``, DDP over gloo; the same global batch, split), alternated with the
+others, and the speed-up is also printed between each trainer's faster way of using the machine.
+On 2 cores, two 1-thread processes beat one 2-thread process for a model this small: its
+matmuls are too small to keep two threads busy, while two processes each run at the 1-thread
+efficiency and only meet at the gradient all-reduce.
+
 The CPU may be shared: ``os.getloadavg()`` is printed before and after.
 
     python benchmarks/rl_step.py                      # the tiny policy, cpu-profile batch
     python benchmarks/rl_step.py --policy tiny-random --steps 3   # a quick check
+    python benchmarks/rl_step.py --threads 2 --processes 2        # ... and both as 2 DDP processes
 """
 
 from __future__ import annotations
@@ -123,7 +131,8 @@ def run_trl(args, prompts, tag) -> dict:
             self.cpu.append(time.process_time() - self.c0)
 
     timer = Timer()
-    n = args.batch_prompts * args.k
+    n = args.batch_prompts * args.k  # the global batch; per process n / world under DDP
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     data = Dataset.from_dict({"prompt": [render_prompt(tokenizer, p) for p in prompts]})
     with tempfile.TemporaryDirectory() as d:
         # TRL builds its reference model from the policy's folder: hand it one
@@ -131,7 +140,7 @@ def run_trl(args, prompts, tag) -> dict:
         tokenizer.save_pretrained(Path(d) / "policy")
         config = RLOOConfig(
             output_dir=str(Path(d) / "out"), use_cpu=True, bf16=False, gradient_checkpointing=False,
-            per_device_train_batch_size=n, num_generations=args.k, max_completion_length=args.max_new_tokens,
+            per_device_train_batch_size=n // world, num_generations=args.k, max_completion_length=args.max_new_tokens,
             beta=args.beta, learning_rate=args.lr, lr_scheduler_type="constant", max_steps=args.steps,
             temperature=1.0, top_k=0, top_p=1.0, logging_steps=1, report_to=[], save_strategy="no",
             disable_tqdm=True, seed=0, dataloader_num_workers=0,
@@ -149,6 +158,44 @@ def run_trl(args, prompts, tag) -> dict:
         "generate_s": float("nan"),
         "completion_tokens": statistics.mean(h["completions/mean_length"] for h in logs) if logs else float("nan"),
     }
+
+
+# ----------------------------------------------------------------------------- data-parallel
+def run_ddp(args, who: str, tag: str) -> dict:
+    """``run_ours`` or ``run_trl`` as ``args.processes`` data-parallel processes of one torch thread
+    each, launched as a user launches them (``accelerate launch``; DDP over gloo on CPU): the same
+    global batch, each process sampling, scoring and backpropagating its share, gradients
+    averaged in the backward pass. Times are rank 0's per step (they include the all-reduce)."""
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+              str(args.processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "result.json"
+        cmd = launch + [__file__, "--worker", who, "--worker-out", str(out), "--policy", args.policy,
+                        "--steps", str(args.steps), "--batch-prompts", str(args.batch_prompts), "--k", str(args.k),
+                        "--max-new-tokens", str(args.max_new_tokens), "--lr", str(args.lr), "--beta", str(args.beta)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"the {who} DDP run failed:\n{proc.stderr[-3000:]}")
+        row = json.loads(out.read_text())
+    row["who"] = f"{row['who'].split(' (')[0]} DDP {args.processes}x1 ({tag})"
+    row["samples_per_cpu_s"] = float("nan")  # rank 0's CPU time is half of the work
+    return row
+
+
+def worker(args) -> None:
+    """Inside ``run_ddp``'s launch: one process's share; rank 0 writes the result."""
+    from accelerate import PartialState
+
+    from rsoup_lib.profiles import set_threads
+    from rsoup_lib.prompts import load_prompts
+
+    set_threads(1)
+    state = PartialState()
+    prompts = [r["prompt"] for r in load_prompts("train")]
+    row = run_ours(args, prompts, "ddp") if args.worker == "ours" else run_trl(args, prompts, "ddp")
+    if state.is_main_process:
+        Path(args.worker_out).write_text(json.dumps(row))
 
 
 # ----------------------------------------------------------------------------- FLOPs
@@ -222,11 +269,19 @@ def main() -> None:
     p.add_argument("--beta", type=float, default=0.05)
     p.add_argument("--skip-trl", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch threads for both trainers (default: torch's)")
+    p.add_argument("--processes", type=int, default=0,
+                   help="also run both trainers as this many data-parallel processes of one thread each "
+                        "(accelerate launch, DDP over gloo), e.g. 2 on a 2-core machine")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     p.add_argument("--mem-shape", default="16,128,576,49152", help="batch,length,hidden,vocab of the memory test")
     args = p.parse_args()
     if args.memory_probe:
         memory_probe(args.memory_probe, *map(int, args.mem_shape.split(",")))
+        return
+    if args.worker:
+        worker(args)
         return
 
     import torch
@@ -248,6 +303,10 @@ def main() -> None:
         rows.append(run_ours(args, prompts, rep))
         if not args.skip_trl:
             rows.append(run_trl(args, prompts, rep))
+        if args.processes > 1:
+            rows.append(run_ddp(args, "ours", rep))
+            if not args.skip_trl:
+                rows.append(run_ddp(args, "trl", rep))
     peak = max(peak, matmul_peak())
     peak_cpu = matmul_peak(clock=time.process_time)
     with using_threads(os.cpu_count()):
@@ -258,9 +317,9 @@ def main() -> None:
     for r in rows:
         print(f"{r['who']:20s} {r['samples_per_s']:10.2f} {r['samples_per_cpu_s']:10.2f} {r['step_s']:8.3f} "
               f"{r['generate_s']:8.3f} {r['completion_tokens']:14.1f}")
-    ours = [r for r in rows if r["who"].startswith("ours")]
+    ours = [r for r in rows if r["who"].startswith("ours (")]
     ours_sps = statistics.mean(r["samples_per_s"] for r in ours)
-    trl = [r for r in rows if r["who"].startswith("trl")]
+    trl = [r for r in rows if r["who"].startswith("trl.RLOOTrainer (")]
     if trl:
         trl_sps = statistics.mean(r["samples_per_s"] for r in trl)
         pairs = ", ".join(f"{o['samples_per_s'] / t['samples_per_s']:.2f}x" for o, t in zip(ours, trl))
@@ -268,6 +327,18 @@ def main() -> None:
         cpu_ratio = statistics.mean(r["samples_per_cpu_s"] for r in ours) / statistics.mean(r["samples_per_cpu_s"] for r in trl)
         print(f"  per CPU second (samples per second of this process's CPU time, all threads; the work, "
               f"undisturbed by other processes): {cpu_ratio:.2f}x")
+    if args.processes > 1:
+        mean = lambda prefix: statistics.mean(r["samples_per_s"] for r in rows if r["who"].startswith(prefix))  # noqa: E731
+        ddp_ours = mean("ours DDP")
+        print(f"ours as {args.processes} processes x 1 thread: {ddp_ours:.2f} samples/s, {ddp_ours / ours_sps:.2f}x "
+              f"ours in one process")
+        if trl:
+            ddp_trl = mean("trl.RLOOTrainer DDP")
+            best_trl = max(trl_sps, ddp_trl)
+            print(f"TRL as {args.processes} processes x 1 thread: {ddp_trl:.2f} samples/s, {ddp_trl / trl_sps:.2f}x "
+                  f"TRL in one process")
+            print(f"speed-up, each trainer's faster way of using the machine: {max(ours_sps, ddp_ours) / best_trl:.2f}x "
+                  f"({max(ours_sps, ddp_ours):.2f} vs {best_trl:.2f} samples/s); DDP vs DDP: {ddp_ours / ddp_trl:.2f}x")
 
     flops, executed = step_flops(args, prompts, statistics.mean(r["completion_tokens"] for r in ours))
     step_s = statistics.mean(r["step_s"] for r in ours)
@@ -276,6 +347,10 @@ def main() -> None:
     print(f"our step: {flops / 1e9:.2f} GFLOP model FLOPs in {step_s:.3f} s = {flops / step_s / 1e9:.2f} GFLOP/s, "
           f"MFU {flops / step_s / peak:.1%} of the {threads}-thread peak, {flops / step_s / peak_all:.1%} of the "
           f"{os.cpu_count()}-thread peak")
+    if args.processes > 1:
+        ddp_step = statistics.mean(r["step_s"] for r in rows if r["who"].startswith("ours DDP"))
+        print(f"our step as {args.processes} processes x 1 thread: {ddp_step:.3f} s = {flops / ddp_step / 1e9:.2f} GFLOP/s, "
+              f"MFU {flops / ddp_step / peak_all:.1%} of the {os.cpu_count()}-thread peak")
     step_cpu = statistics.mean(r["step_cpu_s"] for r in ours)
     print(f"  by CPU time: {step_cpu:.3f} CPU s per step, {flops / step_cpu / 1e9:.2f} model GFLOP per CPU second, "
           f"{flops / step_cpu / peak_cpu:.1%} of the matmul's {peak_cpu / 1e9:.1f} GFLOP per CPU second "

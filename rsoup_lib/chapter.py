@@ -16,11 +16,17 @@ book build or directly in Jupyter.
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from rsoup_lib.book import REPO_ROOT
-from rsoup_lib.profiles import Profile, get_profile, set_threads
+# The book's kernels have no ipywidgets, so tqdm.auto falls back to text progress bars and says so
+# (TqdmWarning "IProgress not found") in the first cell of every page; the fallback is what the
+# book wants, the warning only noise to a reader.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from rsoup_lib.book import REPO_ROOT  # noqa: E402
+from rsoup_lib.profiles import Profile, get_profile, set_threads  # noqa: E402
 
 
 
