@@ -16,7 +16,7 @@
 # Rewarded soups start from $N$ policies, each fine-tuned with RL on **one** proxy reward from
 # the **same** initialisation, with the same algorithm, hyperparameters and seed: only the
 # reward differs. This chapter trains those policies, one per reward, and looks at what each
-# reward actually teaches, including where the policy learns to game it. It tests one claim per
+# reward actually teaches, including whether the policy learns to game it. It tests one claim per
 # reward, the premise the next chapters build on: *training on a reward raises that reward on
 # held-out prompts, compared with the SFT policy the run started from.*
 #
@@ -188,10 +188,13 @@ chapter.results_table(results, rewards)
 #   \hat\Delta_r = \frac{1}{n}\sum_i d_i, \qquad
 #   \mathrm{se}(\hat\Delta_r) = \frac{\mathrm{sd}(d)}{\sqrt n}.$$
 #
-# What makes one prompt easy for a reward (a request for a short review, for a positive one,
-# for a detailed one) helps both policies alike and cancels in $d_i$. Treating the two means as
+# Whatever makes one prompt easy for a reward (a request for a short review, for a positive one,
+# for a detailed one) and helps both policies alike cancels in $d_i$. Treating the two means as
 # independent, $\mathrm{se} = \sqrt{\mathrm{se}_r^2 + \mathrm{se}_{\text{sft}}^2}$, keeps that
-# shared variation in the error and overstates it:
+# shared variation in the error and overstates it when the two policies' per-prompt scores are
+# positively correlated (and understates it when they are negatively correlated); the ratio of
+# the two in the table below shows which it is here. The two statistics, as the library
+# computes them:
 
 # %% tags=["hide-input"]
 chapter.show_source(stats.paired_difference)
@@ -238,7 +241,7 @@ for i in range(min(n_show, P.eval_prompts)):
 # completions of each policy and compared with the SFT policy's:
 #
 # - **repetition**: share of the words of a completion that repeat an earlier word of it
-#   (e.g. "great great great" for sentiment);
+#   (e.g. "great great great", one way to game sentiment);
 # - **collapse**: distinct-2 (unique bigrams / all bigrams over all completions) falling well
 #   below SFT's: the policy writes the same thing for every prompt;
 # - **empty or truncated answers**: completions with no words, or far shorter than SFT's;
