@@ -552,8 +552,8 @@ chapter.markdown(
 #   every verdict when it was written, so read such outcomes as fragile.
 # - **One completion per prompt.** Each policy answers each held-out prompt once, with the same
 #   random stream for every policy. Pairing removes what the prompts share; what is left is the
-#   sampling noise of two different policies, which pairing cannot remove (chapter 1 compares the
-#   paired and unpaired errors of the same differences).
+#   sampling noise of two different policies, which is why the paired and unpaired errors of
+#   chapter 1 came out close.
 # - **Hypervolume depends on its reference point.** The point is fixed from all the evaluated
 #   policies before any bootstrap, 10% of each reward's range below the worst of them, and the
 #   same for both fronts; a different choice changes the hypervolumes but not which front covers
