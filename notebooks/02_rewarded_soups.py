@@ -45,18 +45,18 @@
 # so the cost of a front is the cost of evaluating it.
 #
 # **The two rewards.** We pair `sentiment` (VADER compound score of the review, in [-1, 1]) with
-# `conciseness` (1 - min(words, 48) / 48). They pull in opposite directions: VADER scores the
-# sentiment-bearing words a review contains, so the cheapest way to raise it is to write more,
-# and more effusive, words; conciseness pays for every word removed, and the emptiest review is
-# the most concise and has a neutral sentiment of 0. The first table below checks this tension
-# on the held-out prompts rather than asserting it.
+# `conciseness` (1 - min(words, 48) / 48). They can pull in opposite directions: VADER scores the
+# sentiment-bearing words a review contains, so more, and more effusive, words can raise it;
+# conciseness pays for every word removed, and the emptiest review is the most concise and has a
+# neutral sentiment of 0. The first table below checks on the held-out prompts whether training on
+# one reward costs the other, rather than asserting it (its last column is the length in words).
 #
 # **What to expect at this scale.** The published book uses a 5M-parameter review model, about a
-# hundred RL steps per policy and 128 held-out prompts. The rewards move, but not far, and a
-# difference of a few hundredths is often within two standard errors over 128 prompts. A claim that
-# comes out *not confirmed* here says that this build cannot tell the two sides apart, not that the
-# paper is wrong; the sentence after each verdict says what the paper predicts and whether this
-# build agrees, and both follow the numbers of the build you are reading.
+# hundred RL steps per policy and 128 held-out prompts. The rewards move, but the comparisons judged
+# here can be small, and a difference of a few hundredths is often within two standard errors over
+# 128 prompts. A claim that comes out *not confirmed* here says that this build cannot tell the two
+# sides apart, not that the paper is wrong; the sentence after each verdict says what the paper
+# predicts and whether this build agrees, and both follow the numbers of the build you are reading.
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke | cpu | gpu: the run sizes of the whole book (`rsoup profiles`)
@@ -168,9 +168,10 @@ d1 = stats.paired_difference(spec1.scores(r1), spec2.scores(r1))
 d2 = stats.paired_difference(spec2.scores(r2), spec1.scores(r2))
 tension = outcome(d1) == "holds" and outcome(d2) == "holds"
 chapter.markdown(f"On `{r1}`, its specialist minus the other: {d1}; on `{r2}`, its specialist minus the other: {d2} "
-                 f"(paired over {d1.n} prompts). " + ("Each reward is bought at the other's expense, so there is a "
-                 "trade-off to trace." if tension else "The specialists do **not** clearly trade one reward for the "
-                 "other here (a difference within two standard errors), so the front below is short."))  # fmt: skip
+                 f"(paired over {d1.n} prompts). " + ("Each specialist leads on its own reward and trails on the "
+                 "other's, so there is a trade-off to trace." if tension else "The specialists do **not** clearly "
+                 "trade one reward for the other here (a difference within two standard errors), so the front below "
+                 "is short."))  # fmt: skip
 fig = figures.new(f"Rewarded-soup front (λ = weight of the {r2} specialist)", x=f"{r1} (held-out mean)",
                   y=f"{r2} (held-out mean)")  # fmt: skip
 figures.front(fig, [soup[lam] for lam in lambdas], r1, r2, "rewarded soup θ(λ)", [f"λ={lam}" for lam in lambdas],
@@ -229,7 +230,7 @@ chapter.table([{"λ": lam, **{f"gap in {r}": str(lmc[r][lam]) for r in reward_pa
 # %% [markdown]
 # The verdict for each reward is judged on the mean gap. The claim is phrased so that *holds* means
 # the soup lies significantly **above** the line; *not confirmed* means it is within two standard
-# errors of the line (LMC's inequality is not violated, but the soup gains nothing over the line);
+# errors of the line (no barrier, but no gain over the line that this build can tell from zero either);
 # *opposite* means it lies significantly **below**: a barrier, LMC fails for that reward.
 
 # %% tags=["hide-input"]
@@ -240,7 +241,8 @@ lmc_verdicts = [verdict(f"lmc-{r}", f"the soup's `{r}` lies above the straight l
 for r, v in zip(reward_pair, lmc_verdicts):
     worst = min(interior, key=lambda lam: lmc[r][lam].value) if interior else None
     reading = {"holds": f"the soup's `{r}` lies above the line ({v.estimate})", "not confirmed": f"the soup's `{r}` is "
-               f"within two standard errors of the line ({v.estimate}): no barrier, but no gain either",
+               f"within two standard errors of the line ({v.estimate}): no barrier, but no gain distinguishable from "
+               "zero either, on average over λ",
                "opposite": f"the soup's `{r}` falls below the line ({v.estimate}): a barrier between the specialists"}
     chapter.markdown(f"{v}\n\n" + (f"Its smallest gap is at λ = {worst}: {lmc[r][worst]}. " if worst is not None else "")
                      + chapter.compare_with_paper(v, "that the soup is at least as good as the line (no barrier, and "
@@ -291,8 +293,9 @@ chapter.show_source(stats.hypervolume_difference)
 # - **Paired bootstrap.** Every replicate draws one set of prompts and recomputes the mean point of
 #   every policy of both fronts on it, so the shared endpoints move alike in both fronts and what
 #   remains is the uncertainty of the interior points' difference. Each front's own hypervolume is
-#   reported with its interval too; those intervals are much wider than the difference's, because
-#   they carry the prompt-to-prompt variation that the difference cancels.
+#   reported with its interval too; those intervals carry the prompt-to-prompt variation that the
+#   paired difference cancels, so whether the fronts differ is read from the difference, not from
+#   whether the two intervals overlap.
 
 # %%
 at_mu = [0.0] + [round(float(mu), 4) for mu in mus] + [1.0]
