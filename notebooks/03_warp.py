@@ -372,8 +372,8 @@ else:
 # %% [markdown]
 # ## c. LITI: trading reward for KL along a front
 #
-# The SLERP merge has more reward than either run, and usually more KL too. WARP's third stage
-# interpolates it back towards the init,
+# In WARP the SLERP merge has more reward than either run, and more KL too (stage b's figure
+# shows where this build's merges lie). WARP's third stage interpolates it back towards the init,
 #
 # $$\theta^{\eta} = (1-\eta)\,\theta_{init} + \eta\,\theta_{slerp}, \qquad \eta \in [0, 1],$$
 #
@@ -393,9 +393,9 @@ chapter.show_source(merge.liti)
 # `max_m` runs, the extra runs differing only in their seed. At $\eta = 0$ every front is the
 # SFT policy, which was evaluated once at the start.
 #
-# Reading the figure: every curve starts at the SFT policy (KL 0). The trajectory ends at the
-# run's final policy; a LITI front ends at its merge ($\eta = 1$), usually further right and
-# higher. Where the curves overlap in KL, the one on top gives more reward for the same
+# Reading the figure: every held-out curve starts at the SFT policy (KL 0). The trajectory
+# ends at the run's final policy; a LITI front ends at its merge ($\eta = 1$), usually further
+# right and higher. Where the curves overlap in KL, the one on top gives more reward for the same
 # distance from SFT; the front gap averages that vertical distance over the shared KL range.
 
 # %%
@@ -514,7 +514,8 @@ chapter.table([{"step": f"I = {i} vs I = {i - 1}", "reward gap at equal KL": cha
 # Stage c adds one run for each $M$ beyond two, and stage d two runs for every iteration after
 # the first, each starting from the previous iteration's LITI policy. Every merge and every
 # front point after that is an evaluation, not a training: this is why WARP's front is cheap
-# once its runs exist, and why the iterations, not the merges, dominate this chapter's time.
+# once its runs exist, and why the RL runs (stage a's and the iterations' above all), not the
+# merges, dominate this chapter's time.
 
 # %% [markdown]
 # ## Summary
@@ -534,5 +535,5 @@ chapter.markdown(verdict_table([v_a, v_lam, v_kl, v_c, v_d]))
 # seed) did not agree on every verdict when it was written. The paper's experiments train Gemma 7B policies against a
 # learned reward model, at a scale far beyond this book's; the mechanisms it relies on (an anchor that moves, task
 # vectors that are nearly orthogonal, merges that stay in a basin of linear mode connectivity)
-# can each be looked at in the figures above, at a few minutes of CPU, and the gpu profile runs
+# can each be looked at in the figures above, on a CPU, and the gpu profile runs
 # the same chapter on a real model.
