@@ -41,7 +41,7 @@ the book that shows the results.
 Typical first steps:
   rsoup profiles                 list the parameter profiles (smoke, cpu, gpu)
   rsoup book --profile smoke     rebuild the whole book in seconds with tiny random models
-  rsoup book                     rebuild it for real (cpu profile, about 31 minutes on 2 cores)
+  rsoup book                     rebuild it for real (cpu profile, about 30 minutes on 2 cores)
 
 Run `rsoup COMMAND --help` for the flags of one command.
 """

@@ -4,7 +4,7 @@ A profile answers "how big a run?" once for the whole book:
 
 - ``smoke``  tiny random models built on the fly; seconds per notebook; used by the test suite.
 - ``cpu``    (default) the embedded ``tiny`` review model the project trains and ships; the whole
-             book regenerates in about 31 minutes on an idle 2-core machine (two notebooks at a time).
+             book regenerates in about 30 minutes on an idle 2-core machine (two notebooks at a time).
 - ``gpu``    SmolLM2-135M-Instruct (or any Hugging Face causal LM, by overriding ``policy``),
              LoRA, larger batches and more steps.
 

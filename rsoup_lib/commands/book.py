@@ -19,7 +19,7 @@ _build/PROFILE/screenshots/ and exits 1 on any problem. --check-only does that o
 existing build without executing or rendering anything.
 
 examples:
-  rsoup book                                  the published book (cpu profile, ~31 min on 2 cores)
+  rsoup book                                  the published book (cpu profile, ~30 min on 2 cores)
   rsoup book --profile smoke                  every notebook in seconds, tiny random models
   rsoup book --only 01_rlhf_per_reward        re-run one notebook, keep the others' outputs
   rsoup book --profile gpu -p policy=HuggingFaceTB/SmolLM2-360M-Instruct -p steps=500
