@@ -120,7 +120,9 @@ def paired_difference(a, b) -> Estimate:
 
 def unpaired_difference(a, b) -> Estimate:
     """mean(a) - mean(b) as if a and b came from different prompts: se = sqrt(se_a^2 + se_b^2).
-    For contrast only: on common prompts it overstates the uncertainty."""
+    For contrast only: on common prompts it ignores the covariance, so it overstates the
+    uncertainty when the two policies' per-prompt scores are positively correlated (the usual
+    case) and understates it when they are negatively correlated."""
     ea, eb = mean(_scores(a, "a")), mean(_scores(b, "b"))
     return _normal(ea.value - eb.value, math.hypot(ea.se, eb.se), min(ea.n, eb.n), "unpaired")
 
