@@ -211,7 +211,7 @@ fig.update_xaxes(type="log")
 fig
 
 # %% [markdown]
-# ## Claim 1 and 2: AIHF beats RLHF and DPO when preferences are scarce
+# ## Claims 1 and 2 (the paper): AIHF beats RLHF and DPO when preferences are scarce
 #
 # At the smallest preference budget, the per-prompt differences in $u^*$ between AIHF and each
 # staged pipeline, on the same held-out prompts: the explicit variant against RLHF (both RL
@@ -235,7 +235,7 @@ chapter.show_verdict(v_rlhf, "The paper reports large gains of AIHF over RLHF wh
 chapter.show_verdict(v_dpo, "The paper reports large gains of AIHF over DPO when preference data are scarce")
 
 # %% [markdown]
-# ## Claim 3: the advantage shrinks as preferences grow
+# ## Claim 3 (the paper): the advantage shrinks as preferences grow
 #
 # With more preferences the preference term alone should pin the reward down, and the
 # demonstrations should matter less. The statistic is a difference of paired differences, per
@@ -278,7 +278,7 @@ ratio_rows.append({"setting": f"noisy labels (T = {noisy}), |D| = {base.n_demos}
 chapter.table(ratio_rows, index="setting")
 
 # %% [markdown]
-# ## Claim 4: the jointly learned reward model is more accurate
+# ## Claim 4 (the paper): the jointly learned reward model is more accurate
 #
 # The explicit variant's final reward model saw the demonstrations (as "better than the
 # policy's samples") besides $P$; RLHF's saw $P$ alone. Both are scored on the held-out
