@@ -32,10 +32,16 @@ from rsoup_lib.profiles import Profile, get_profile, set_threads  # noqa: E402
 
 def setup(profile: str = "cpu", overrides: Mapping[str, Any] | None = None) -> Profile:
     """The profile ``profile`` with ``overrides`` applied (each checked against the profile's
-    fields and types), with its torch thread count set for this kernel."""
+    fields and types), with its torch thread count set for this kernel, and the kernel's tables
+    showing whole cells."""
+    import pandas as pd
+
     P = get_profile(profile).with_overrides(overrides or {})
     set_threads(P.threads)
     _quiet_libraries()
+    # pandas cuts a table cell after 50 characters ("a gritty, gritty mo..."): the book's tables
+    # hold completions and "estimate ± se, 95% interval [...]" texts that a reader needs whole.
+    pd.set_option("display.max_colwidth", None)
     return P
 
 
