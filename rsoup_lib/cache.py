@@ -38,11 +38,14 @@ from rsoup_lib.io import atomic_dir, atomic_write_json, canonical_json, config_h
 
 # Bump the version of a kind when its code changes the result for the same config.
 ALGO_VERSIONS: dict[str, str] = {
-    "rl": "2",  # rsoup_lib.rl.train (2: log-probs through one fused log-softmax per chunk)
+    # rl 2: log-probs through one fused log-softmax per chunk; 3: the decoding step's own matmuls
+    # and attention (rsoup_lib.decode_step) and the fused AdamW, the same numbers up to rounding
+    "rl": "3",  # rsoup_lib.rl.train
+    "group_rl": "2",  # rsoup_lib.group_robust.train (2: samples through the new decoding step)
     "warp-merge": "1",  # rsoup_lib.warp.warp_iteration's SLERP + LITI
-    "aihf-data": "1",  # rsoup_lib.preferences.build (chapter 4's D, P pool, held-out pairs)
-    "reward-model": "1",  # rsoup_lib.aihf.cached_reward_model
-    "aihf": "1",  # rsoup_lib.aihf.train (chapter 4's methods)
+    "aihf-data": "2",  # rsoup_lib.preferences.build (chapter 4's D, P pool, held-out pairs; 2: decoding step)
+    "reward-model": "2",  # rsoup_lib.aihf.cached_reward_model (2: the joint fit samples through the decoding step)
+    "aihf": "2",  # rsoup_lib.aihf.train (chapter 4's methods; 2: sampling through the decoding step)
 }
 
 ENTRY_FILE = "cache_entry.json"

@@ -420,7 +420,10 @@ def _set_up(config: RLConfig, out_dir: Path, prompts, reward_fn) -> _Run:
 
     model, tokenizer = _load_policy(config, accelerator.device)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    optimizer = torch.optim.AdamW(list(trainable.values()), lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel for the whole update instead of a loop over the tensors (tiny, 2 threads:
+    # clip + step 15 -> 4 ms); the same update up to float rounding
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in trainable.values())
+    optimizer = torch.optim.AdamW(list(trainable.values()), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     anchor = Anchor(config, model, trainable, accelerator.device)
     policy_logprobs, optimizer = scale_out.prepare(accelerator, model, optimizer)
     run = _Run(config, out_dir, accelerator, model, tokenizer, trainable, optimizer, anchor, policy_logprobs, records,

@@ -84,9 +84,9 @@ def decode(
     repeated ``group_size`` times; after a row's end-of-text token its positions hold
     ``pad_token_id`` (or the end-of-text token when there is no pad token).
 
-    ``fast_step``: decode Llama models with ``decode_step.LlamaDecodeStep`` (the same logits as
-    ``model(...)``, bit for bit, without its per-call overhead); False, or another architecture:
-    through ``model(...)``."""
+    ``fast_step``: decode Llama models with ``decode_step.LlamaDecodeStep`` (the logits of
+    ``model(...)`` up to float rounding, at a fraction of its cost); False, or another
+    architecture: through ``model(...)``."""
     from rsoup_lib.decode_step import LlamaDecodeStep
 
     k = group_size
@@ -101,7 +101,7 @@ def decode(
         logits = logits.repeat_interleave(k, dim=0)
         mask = mask.repeat_interleave(k, dim=0)
     next_pos = positions[:, -1:].repeat_interleave(k, dim=0) + 1
-    step = LlamaDecodeStep.build(model, cache) if fast_step else None
+    step = LlamaDecodeStep.build(model, cache, mask, max_new_tokens) if fast_step else None
     fill = pad_token_id if pad_token_id is not None else eos_token_id
     done = torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
     new = []
@@ -113,14 +113,14 @@ def decode(
         new.append(token)
         if bool(done.all()) or len(new) == max_new_tokens:
             break
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         if step is not None:
-            logits = step(token, mask, next_pos)
+            logits = step(token)
         else:
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos,
                         past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[:, -1]
-        next_pos = next_pos + 1
+            next_pos = next_pos + 1
     return torch.stack(new, dim=1)
 
 
@@ -135,9 +135,11 @@ def sample_ids(
     top_k: int = 0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """``decode`` with the top-k draw: new token ids for left-padded prompts."""
+    """``decode`` with the top-k draw: new token ids for left-padded prompts, through
+    ``model(...)`` (not the fast step): the teacher's reviews that ``rsoup data build`` writes
+    are the model's own logits, bit for bit, whatever the decoding step's rounding."""
     return decode(model, input_ids, attention_mask, max_new_tokens, TopK(temperature, top_k, generator),
-                  eos_token_id, pad_token_id)
+                  eos_token_id, pad_token_id, fast_step=False)
 
 
 def sample(
