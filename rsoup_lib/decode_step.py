@@ -15,9 +15,8 @@ through ``LlamaForCausalLM.forward`` (transformers 5) most of the step goes else
 
 ``LlamaDecodeStep`` runs the same arithmetic:
 
-- the weights are packed once per ``decode`` call for oneDNN's matmul (``Projection``; the op
-  torch's own CPU compiler uses for frozen linears): the 256 x 8,192 projection of 32 rows takes
-  0.76 ms at 2 threads (177 GFLOP/s). q, k and v come out of one matmul of the stacked weights
+- the weights are packed once per ``decode`` call for oneDNN's matmul (``rsoup_lib.packed``):
+  the 256 x 8,192 projection of 32 rows takes 0.76 ms at 2 threads (177 GFLOP/s). q, k and v come out of one matmul of the stacked weights
   [Wq; Wk; Wv], the MLP's gate and up out of one of [W_gate; W_up];
 - per layer, h <- h + o_proj(SDPA(rope(q), [K; rope(k)], [V; v])) with SDPA's grouped-query mode,
   then h <- h + W_down(silu(g) * u), and finally logits = lm_head(norm(h)); the norms are
@@ -53,6 +52,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rsoup_lib.packed import Projection
+
 
 def _effective_weight(module: torch.nn.Module) -> torch.Tensor:
     """W [out, in] of a bias-free linear map: the weight of an ``nn.Linear``, else (a peft LoRA
@@ -62,32 +63,6 @@ def _effective_weight(module: torch.nn.Module) -> torch.Tensor:
     weight = module.base_layer.weight if hasattr(module, "base_layer") else module.weight
     eye = torch.eye(weight.shape[1], dtype=weight.dtype, device=weight.device)
     return module(eye).T
-
-
-def _packable(weight: torch.Tensor) -> bool:
-    """Whether oneDNN's packed-weight matmul can run x @ W^T for this weight (float32 on a CPU
-    build with oneDNN; the op is the one torch's own CPU compiler uses for frozen linears)."""
-    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
-
-
-class Projection:
-    """x [..., in] -> x @ W^T [..., out] for a fixed W [out, in]: through oneDNN with W packed once
-    for ``rows`` rows (``packed``), else ``F.linear``."""
-
-    def __init__(self, weight: torch.Tensor, rows: int, packed: bool):
-        self.packed = None
-        if packed and _packable(weight):
-            try:
-                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
-            except RuntimeError:  # a oneDNN build without this kernel (some non-x86 CPUs): the plain matmul
-                pass
-        self.weight = weight if self.packed is None else None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is None:
-            return F.linear(x, self.weight)
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
 
 
 class LlamaDecodeStep:

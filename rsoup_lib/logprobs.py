@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import torch
 
+from rsoup_lib.packed import Projection
+
 DEFAULT_CHUNK = 256  # positions per chunk: 256 x 49,152 floats = 50 MB at SmolLM2's vocab
 # float32 logits the forward may keep for the backward (the first chunks, while they fit): those
 # chunks skip the recomputation. 512 MiB holds a whole batch of 16 x 128 positions at SmolLM2's
@@ -54,13 +56,15 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk_size: int, keep_bytes: int = 0, with_entropy: bool = True):
         n = hidden.shape[0]
+        # the output projection, packed once when it multiplies two chunks or more (``rsoup_lib.packed``)
+        head = Projection(weight, chunk_size, packed=n > chunk_size)
         logp = hidden.new_empty(n, dtype=torch.float32)
         entropy = hidden.new_empty(n if with_entropy else 0, dtype=torch.float32)
         kept: list[torch.Tensor] = []  # the first chunks' probs (or log-probs), while they fit in keep_bytes
         for s in range(0, n, chunk_size):
             e = min(s + chunk_size, n)
             # one fused pass: log pi(. | context) for the chunk's positions, [c, V]
-            log_probs = torch.log_softmax((hidden[s:e] @ weight.T).float(), dim=-1)
+            log_probs = torch.log_softmax(head(hidden[s:e]).float(), dim=-1)
             logp[s:e] = log_probs.gather(1, targets[s:e, None]).squeeze(1)
             kept_chunk = log_probs
             if with_entropy:  # H = - sum_v p_v log p_v; the backward needs p itself, so keep p
@@ -69,7 +73,7 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
             if len(kept) * chunk_size == s and (len(kept) + 1) * kept_chunk.numel() * 4 <= keep_bytes:
                 kept.append(kept_chunk)
         ctx.save_for_backward(hidden, weight, targets)
-        ctx.chunk_size = chunk_size
+        ctx.chunk_size, ctx.head = chunk_size, head
         ctx.kept, ctx.kept_probs = kept, with_entropy
         ctx.mark_non_differentiable(entropy)
         return logp, entropy
@@ -77,8 +81,8 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logp, grad_entropy):
         hidden, weight, targets = ctx.saved_tensors
-        chunk_size, kept, kept_probs = ctx.chunk_size, ctx.kept, ctx.kept_probs
-        ctx.kept = []
+        chunk_size, kept, kept_probs, head = ctx.chunk_size, ctx.kept, ctx.kept_probs, ctx.head
+        ctx.kept, ctx.head = [], None
         grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
         for i, s in enumerate(range(0, hidden.shape[0], chunk_size)):
@@ -88,7 +92,7 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
                 if not kept_probs:
                     probs = probs.exp_()
             else:
-                probs = torch.log_softmax((hidden[s:e] @ weight.T).float(), dim=-1).exp_()
+                probs = torch.log_softmax(head(hidden[s:e]).float(), dim=-1).exp_()
             # d logp / d logits = onehot(y) - softmax(logits), scaled by the incoming gradient
             grad_logits = probs.mul_(-grad_logp[s:e, None])  # in place
             grad_logits.scatter_add_(1, targets[s:e, None], grad_logp[s:e, None].float())
