@@ -53,10 +53,13 @@
 #
 # **What to expect at this scale.** The published book uses a 5M-parameter review model, about a
 # hundred RL steps per policy and 128 held-out prompts. The rewards move, but the comparisons judged
-# here can be small, and a difference of a few hundredths is often within two standard errors over
+# here can be small, and a difference of a few hundredths can be within two standard errors over
 # 128 prompts. A claim that comes out *not confirmed* here says that this build cannot tell the two
 # sides apart, not that the paper is wrong; the sentence after each verdict says what the paper
 # predicts and whether this build agrees, and both follow the numbers of the build you are reading.
+# The standard errors count the prompts, not the training: each policy is one training run, one
+# draw of the training noise, and a verdict of any outcome can change when the runs are drawn again
+# (see *One training seed* at the end of the chapter).
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke | cpu | gpu: the run sizes of the whole book (`rsoup profiles`)
@@ -170,8 +173,8 @@ tension = outcome(d1) == "holds" and outcome(d2) == "holds"
 chapter.markdown(f"On `{r1}`, its specialist minus the other: {d1}; on `{r2}`, its specialist minus the other: {d2} "
                  f"(paired over {d1.n} prompts). " + ("Each specialist leads on its own reward and trails on the "
                  "other's, so there is a trade-off to trace." if tension else "The specialists do **not** clearly "
-                 "trade one reward for the other here (a difference within two standard errors), so the front below "
-                 "is short."))  # fmt: skip
+                 "trade one reward for the other here (at least one of the two differences is not more than two "
+                 "standard errors in its specialist's favour), so the front below is short."))  # fmt: skip
 fig = figures.new(f"Rewarded-soup front (λ = weight of the {r2} specialist)", x=f"{r1} (held-out mean)",
                   y=f"{r2} (held-out mean)")  # fmt: skip
 figures.front(fig, [soup[lam] for lam in lambdas], r1, r2, "rewarded soup θ(λ)", [f"λ={lam}" for lam in lambdas],
@@ -547,19 +550,22 @@ chapter.markdown(
 #   held-out prompts and the sampled completions, not the variation from one training run to
 #   the next; a second seed could move an endpoint, and with it the line the LMC gap is measured
 #   against. The locomotion chapter trains several seeds and shows how large that spread can be.
-#   Even the order of floating-point sums is enough to move an outcome near two standard errors:
-#   this chapter built with one torch thread and with two (same data, same seed) did not agree on
-#   every verdict when it was written, so read such outcomes as fragile.
+#   Even the order of floating-point sums is enough to draw the runs again: a rounding flip in one
+#   sampled token sends a training run down another path. This chapter built with one torch thread
+#   and with two (same data, same seed) did not agree on every verdict when it was written, and a
+#   later change of the trainer that altered its sampling only at the level of float rounding (a
+#   faster decoding step) turned both LMC verdicts from *not confirmed* into *holds*. Read every
+#   outcome as evidence about this draw of the policies, not only the ones near two standard errors.
 # - **One completion per prompt.** Each policy answers each held-out prompt once, with the same
 #   random stream for every policy. Pairing removes what the prompts share; what is left is the
-#   sampling noise of two different policies, which is why the paired and unpaired errors of
-#   chapter 1 came out close.
+#   sampling noise of two different policies, which is why the paired and unpaired errors can
+#   come out close (chapter 1 compares the two).
 # - **Hypervolume depends on its reference point.** The point is fixed from all the evaluated
 #   policies before any bootstrap, 10% of each reward's range below the worst of them, and the
 #   same for both fronts; a different choice changes the hypervolumes but not which front covers
 #   a region the other does not.
 #
-# - **Cost is measured, not modelled.** The training seconds in the cost table are the ones each
+# - **Cost is measured, not modelled.** The training seconds under *Cost* are the ones each
 #   run recorded when it was trained (a run found in the cache keeps its original time), and the
 #   evaluation seconds are this build's. On a GPU with a larger model both grow, but their ratio,
 #   one evaluation per soup point against one training per MORL point, is what the paper's
@@ -578,7 +584,8 @@ chapter.markdown(
 # prompts, the difference is within two standard errors. Each statistic pairs the policies on the
 # same prompts: the LMC gaps are per-prompt differences, the front comparisons bootstraps that
 # resample the same prompts for every point, so the uncertainty shown is that of the comparison
-# itself, not of the two sides taken separately.
+# itself, not of the two sides taken separately. It is the uncertainty over prompts only: the
+# training noise of each run is not in it (*One training seed* above).
 
 # %% tags=["hide-input"]
 verdicts = lmc_verdicts + [v_hv, v_dist, v_lora]
