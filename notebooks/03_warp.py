@@ -132,7 +132,7 @@ def front_points(results):
 FRONT_GAP = f"stats.front_gap, paired bootstrap over {P.eval_prompts} prompts"
 
 # %% [markdown]
-# The statistic behind four of the five verdicts, as the library computes it: the gap between
+# The statistic behind three of the five verdicts, as the library computes it: the gap between
 # two fronts of mean points (the integral above), then its bootstrap over prompts.
 
 # %%
@@ -529,10 +529,14 @@ chapter.markdown(verdict_table([v_a, v_lam, v_kl, v_c, v_d]))
 # How to read this table at the scale of the book. Every number rests on one seed per run and
 # on the profile's held-out prompts; the standard errors cover the prompts, not the runs. A
 # claim that is "not confirmed" here is a claim this build cannot tell apart from no effect, not
-# a claim shown false; an "opposite" is a measured effect in the wrong direction, at this model
-# size, reward and number of steps. Runs this short are sensitive even to the order of
+# a claim shown false; a "holds" or an "opposite" is an effect larger than the prompt noise for
+# *these* trained policies, at this model size, reward and number of steps, not one shown to
+# survive another draw of the training noise. Runs this short are sensitive even to the order of
 # floating-point sums: the chapter built with one torch thread and with two (same data, same
-# seed) did not agree on every verdict when it was written. The paper's experiments train Gemma 7B policies against a
+# seed) did not agree on every verdict when it was written, and a later change of rounding alone
+# in the trainer (a faster decoding step, equal to the old one up to ~1e-6 in the logits) changed
+# every trained policy and flipped `ema-anchor` and `slerp-vs-lerp-kl` between the builds before
+# and after it. The paper's experiments train Gemma 7B policies against a
 # learned reward model, at a scale far beyond this book's; the mechanisms it relies on (an anchor that moves, task
 # vectors that are nearly orthogonal, merges that stay in a basin of linear mode connectivity)
 # can each be looked at in the figures above, on a CPU, and the gpu profile runs
