@@ -334,10 +334,16 @@ chapter.samples_table({"sft": sft_eval, **{m: runs[(m, scarce)]["eval"] for m in
 # Each claim, judged by the rule of the book (more than two standard errors of the paired
 # statistic in the claim's direction: holds; the other way: opposite; in between: not
 # confirmed). The sentence after each verdict above says whether this build agrees with the
-# paper; the numbers come from one training seed per method, so an outcome here is a statement
-# about this build, not about the method in general. With this few updates the results can be
-# sensitive even to the order in which floating-point sums are taken: with data version 4 of
-# `tiny`, the chapter built with one torch thread and with two did not agree on every verdict.
+# paper. The standard error behind an outcome counts one source of noise, the held-out prompts
+# (both sides on the same prompts); it does not count the training noise. The numbers come from
+# one training seed per method, so an outcome here is a statement about the policies this build
+# trained, not about the method in general. With this few updates, training is sensitive even to
+# the order in which floating-point sums are taken: with data version 4 of `tiny`, the chapter
+# built with one torch thread and with two did not agree on every verdict, and a later change of
+# the trainer that altered its sampling only by float rounding (a faster decoding step and a fused
+# AdamW) changed the outcome of `aihf-beats-rlhf-scarce` between two clean builds, although the
+# earlier estimate lay more than three of its standard errors from zero. Telling a real difference
+# from training noise needs repeated trainings, which the cpu book does not run.
 #
 # To reproduce one method outside the book: `rsoup aihf --config configs/aihf_tiny.yaml --out runs/aihf-tiny`
 # (the config lists the methods; the preference set, reward models and policies come from the
