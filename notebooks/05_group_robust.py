@@ -300,7 +300,8 @@ chapter.markdown(chapter.shortcut_sentence(shortcut, worst_sft))
 #
 # Mean reward per hidden group (± its standard error over that group's prompts), the worst of
 # the training groups, and the KL to SFT. The per-group standard errors are over about 48
-# prompts each and are wide; the verdicts below use paired statistics, which are tighter.
+# prompts each; the verdicts below do not compare these intervals: they use paired statistics,
+# the differences between two policies prompt by prompt.
 
 # %% tags=["hide-input"]
 chapter.group_table(results, labels, reward, holdout, train_groups)
@@ -363,6 +364,9 @@ chapter.markdown(
 # - **held-out group**: the paired difference on the held-out tone's prompts;
 # - **stability across seeds**: the spread of the per-group means across seeds (their standard
 #   deviation, averaged over the training tones), plain minus method, bootstrapped over prompts.
+#
+# Every standard error below is over prompts: it counts the noise of the held-out prompts, not
+# the noise of training (see *Numerical noise* at the end of the chapter).
 
 # %%
 in_dist = np.isin(labels, train_groups)
@@ -422,7 +426,8 @@ chapter.table([
 # oracle's penalty uses the true tones, so where it beats the method, better group inference
 # would have helped; where it does not, the penalty itself is the limit at this budget. Each of
 # these is one seed, so its row is a single draw, compared with the two-seed average of plain
-# RLOO.
+# RLOO, and its standard errors count the prompts, not the training: a gap between two rows can
+# be a gap between two draws of the training noise (compare the two seeds of the method).
 #
 # ## What this chapter cannot show
 #
@@ -437,10 +442,18 @@ chapter.table([
 # - **One reward, one model.** `tone_fidelity` on a 5M-parameter policy is a toy with a known
 #   group structure; the verdicts say what happens in this toy, not in the paper's setting.
 # - **Numerical noise.** Runs this short are sensitive to everything, including the order in
-#   which floating-point sums are taken: the same chapter built with one torch thread and with two
-#   trains slightly different policies, and with data version 4 of `tiny` those builds did not
-#   agree on every verdict. Read an outcome near two standard errors as fragile; more seeds
-#   (`seeds`) and longer runs (`rl_steps`) are the parameters that would settle it.
+#   which floating-point sums are taken: one rounding flip in one sampled token sends a run down
+#   another trajectory, so every trained policy is in effect one draw of the training noise. The
+#   same chapter built with one torch thread and with two trains slightly different policies, and
+#   with data version 4 of `tiny` those builds did not agree on every verdict. Later, a change to
+#   the trainer that altered nothing but float rounding (a faster decoding step whose logits equal
+#   the model's up to about 1e-6, a packed output projection, a fused optimizer step) changed two
+#   of this chapter's four verdicts between consecutive builds, one of them from an estimate more
+#   than three standard errors from zero. The standard errors of the verdicts count the noise of
+#   the held-out prompts, not of training, so an outcome well beyond two standard errors can
+#   still be fragile: read each verdict as what these runs did, not as a settled property of the
+#   method. More seeds (`seeds`) and longer runs (`rl_steps`) are the parameters that would
+#   settle it.
 #
 # ## Closing note
 #
