@@ -278,7 +278,11 @@ def merge_reference(server, tmp_path_factory):
             "--lam", "0.3", "--out"]  # fmt: skip
     server.run(argv + [root / "warm-up" / "out"], cwd=root, env={})  # the first run pays for cold files
     child = server.run(argv + [root / "ref" / "out"], cwd=root, env={})
-    return argv, root / "ref" / "out", child.seconds
+    # The kill delays are fractions of this duration: the faster of two timed runs, so that one run
+    # slowed by the machine (a CI run once measured over 0.53 s for a merge that then finished within
+    # 0.32 s, and two kill points fell after the end) does not push the delays past the merge.
+    again = server.run(argv + [root / "timing" / "out"], cwd=root, env={})
+    return argv, root / "ref" / "out", min(child.seconds, again.seconds)
 
 
 def test_merge_survives_kill_9(server, merge_reference, tmp_path):
