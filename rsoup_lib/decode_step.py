@@ -16,8 +16,9 @@ through ``LlamaForCausalLM.forward`` (transformers 5) most of the step goes else
 ``LlamaDecodeStep`` runs the same arithmetic:
 
 - the weights are packed once per ``decode`` call for oneDNN's matmul (``rsoup_lib.packed``):
-  the 256 x 8,192 projection of 32 rows takes 0.76 ms at 2 threads (177 GFLOP/s). q, k and v come out of one matmul of the stacked weights
-  [Wq; Wk; Wv], the MLP's gate and up out of one of [W_gate; W_up];
+  the 256 x 8,192 projection of 32 rows takes 0.76 ms at 2 threads (177 GFLOP/s). q, k and v
+  come out of one matmul of the stacked weights [Wq; Wk; Wv], the MLP's gate and up out of one
+  of [W_gate; W_up];
 - per layer, h <- h + o_proj(SDPA(rope(q), [K; rope(k)], [V; v])) with SDPA's grouped-query mode,
   then h <- h + W_down(silu(g) * u), and finally logits = lm_head(norm(h)); the norms are
   ``F.rms_norm`` with the model's weights and epsilon;
@@ -84,11 +85,11 @@ class LlamaDecodeStep:
         self.position = attention_mask.long().sum(-1, keepdim=True)  # [n, 1]
         mask = torch.cat([attention_mask.bool(), attention_mask.new_ones(n, capacity, dtype=torch.bool)], dim=1)
         self.mask = None if bool(mask.all()) else mask[:, None, None, :]
-        self.cos, self.sin = self._rotary_table(max(config.max_position_embeddings, int(self.position.max()) + capacity))
+        self.cos, self.sin = self._rotary_table(int(self.position.max()) + capacity)  # every position to come
 
         def project(*modules):  # one Projection for the stacked effective weights of these modules
             weights = [_effective_weight(m) for m in modules]
-            return Projection((torch.cat(weights) if len(weights) > 1 else weights[0]).detach(), n, packed=True)
+            return Projection((torch.cat(weights) if len(weights) > 1 else weights[0]).detach(), n)
 
         with torch.no_grad():
             self.qkv = [project(l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj) for l in self.layers]
@@ -162,6 +163,7 @@ class LlamaDecodeStep:
                 attn_mask=mask, scale=self.scaling, enable_gqa=heads != kv_heads,
             )  # [n, heads, 1, d]  # fmt: skip
             hidden = hidden + self.o[i](out.transpose(1, 2).reshape(n, 1, heads * d))
-            gate, up = self.gate_up[i](F.rms_norm(hidden, width, layer.post_attention_layernorm.weight, self.eps)).chunk(2, dim=-1)
+            x = F.rms_norm(hidden, width, layer.post_attention_layernorm.weight, self.eps)
+            gate, up = self.gate_up[i](x).chunk(2, dim=-1)
             hidden = hidden + self.down[i](F.silu(gate) * up)
         return self.lm_head(F.rms_norm(hidden, width, self.trunk.norm.weight, self.eps))[:, 0]
